@@ -96,6 +96,9 @@ class FunctionCall(Expr):
     name: str
     args: list[Expr]
     referents: list[FunctionDecl] = ref_list()  # overloads, in try order
+    # pass 2: the built-in tapset entry (pystap.tapset.builtins.Builtin) when the
+    # call resolves to a native function; ``referents`` is then empty
+    builtin: Any = ref()
 
 
 @node
@@ -483,6 +486,8 @@ class StapFile(Node):
     privileged: bool = False  # tapset file, or user script with -g
     tapset: bool = False
     source: str = field(default="", repr=False)
+    # pass-1 warnings (message, token): "macro redefines built-in operator", "}%"
+    warnings: list[tuple[str, Token]] = ref_list()
 
 
 # --------------------------------------------------------------------------------------------
@@ -512,6 +517,11 @@ class DerivedProbe(Node):
     sequence: int = 0
     myproc: bool = False
     context_vars: dict[str, Type] = field(default_factory=dict)  # $var → type for this family
+    # how the point was derived, outermost last, as ``stap -p2`` shows it after
+    # ``<-`` (``oneshot += begin``, then the user's probe-point list)
+    derivation: list[str] = field(default_factory=list)
+    # locals the runtime fills before the body runs (syscall ``name``, ``argstr`` …)
+    provided: dict[str, Type] = field(default_factory=dict)
 
 
 @node
@@ -527,6 +537,8 @@ class ElaboratedScript(Node):
     guru: bool = False
     script_digest: str = ""
     user_memory_functions: list[str] = field(default_factory=list)  # for confinement markers
+    # native functions reached (pystap.tapset.builtins.Builtin), for codegen and -p2
+    builtins: list[Any] = field(default_factory=list)
 
 
 # --------------------------------------------------------------------------------------------

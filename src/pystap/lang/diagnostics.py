@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from pystap.lang.tokens import Token
+from pystap.lang.tokens import Token, TokenKind
 
 
 @dataclass
@@ -37,8 +37,52 @@ class StapError(Exception):
 
 
 class ParseError(StapError):
-    def __init__(self, message: str, tok: Token | None = None) -> None:
+    """A pass-1 error.  ``skip`` says whether the parser resynchronises by
+    skipping to the next top-level keyword (SystemTap does not for the
+    embedded-code refusals, so the refused token is looked at again)."""
+
+    def __init__(self, message: str, tok: Token | None = None, skip: bool = True) -> None:
         super().__init__(message, tok, "parse")
+        self.skip = skip
+
+
+class InputError(StapError):
+    """A whole-file complaint printed without a location, e.g. ``Input file
+    'x.stp' is empty after preprocessing.``"""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, None, "input")
+
+
+class ParseErrors(StapError):
+    """Every error found in one file (pass 1 reports them all, then fails).
+
+    ``errors`` holds them in the order SystemTap prints them; :meth:`render`
+    gives the full stderr text including the ``N parse errors.`` summary.
+    """
+
+    def __init__(self, errors: list[StapError]) -> None:
+        first = errors[0] if errors else InputError("parse failed")
+        super().__init__(first.message, first.tok, first.kind)
+        self.errors = list(errors)
+
+    @property
+    def count(self) -> int:
+        """Errors SystemTap counts in its summary (input-file notes are not)."""
+        return sum(1 for e in self.errors if e.kind != "input")
+
+    def render(self, sources: Mapping[str, str] | None = None) -> str:
+        parts: list[str] = []
+        for e in self.errors:
+            text = format_error(e, sources)
+            parts.append(text if e.kind == "input" else text + "\n")
+        n = self.count
+        if n and not any(e.kind == "input" for e in self.errors):
+            parts.append(f"{n} parse error." if n == 1 else f"{n} parse errors.")
+        return "\n".join(parts)
+
+    def __str__(self) -> str:
+        return self.render()
 
 
 class SemanticError(StapError):
@@ -47,7 +91,7 @@ class SemanticError(StapError):
 
 
 def _source_line(sources: Mapping[str, str] | None, tok: Token) -> str | None:
-    if not sources or tok.loc.file not in sources:
+    if not sources or tok.loc.file not in sources or tok.kind is TokenKind.EOF:
         return None
     lines = sources[tok.loc.file].split("\n")
     if 1 <= tok.loc.line <= len(lines):
@@ -55,22 +99,40 @@ def _source_line(sources: Mapping[str, str] | None, tok: Token) -> str | None:
     return None
 
 
+def _caret(prefix: str, line: str, col: int) -> str:
+    """The caret line under ``line``: tabs before the column are kept, so the
+    caret lines up however the terminal expands them (as stap does)."""
+    lead = "".join("\t" if c == "\t" else " " for c in line[: max(col - 1, 0)])
+    return " " * len(prefix) + lead + "^"
+
+
 def format_error(err: StapError, sources: Mapping[str, str] | None = None) -> str:
-    """Render one error (and its chain) as SystemTap prints it."""
+    """Render one error (and its chain) as SystemTap prints it.
+
+    Parse errors name the offending token on a ``saw:`` line (``at:`` for a
+    junk token, whose lexer explanation replaces the message); semantic
+    errors append it to the message.  Both end with the source line and a
+    caret when the source is known.
+    """
     out: list[str] = []
-    if err.tok is None:
+    if err.kind == "input":
+        out.append(err.message)
+    elif err.tok is None:
         out.append(f"{err.kind} error: {err.message}")
     elif err.kind == "parse":
         out.append(f"{err.kind} error: {err.message}")
-        out.append(f"        at: {err.tok.describe()}")
+        if err.tok.kind is TokenKind.JUNK:
+            out.append(f"         at: {err.tok.describe()}")
+        else:
+            out.append(f"        saw: {err.tok.describe()}")
     else:
         out.append(f"{err.kind} error: {err.message}: {err.tok.describe()}")
-    if err.tok is not None:
+    if err.tok is not None and err.kind != "input":
         line = _source_line(sources, err.tok)
         if line is not None:
             prefix = "     source: "
-            out.append(prefix + line.replace("\t", " "))
-            out.append(" " * (len(prefix) + err.tok.loc.col - 1) + "^")
+            out.append(prefix + line)
+            out.append(_caret(prefix, line, err.tok.loc.col))
         chain_tok = err.tok.chain
         while chain_tok is not None:
             out.append(f"        in expansion of: {chain_tok.describe()}")

@@ -42,16 +42,29 @@ class Token:
 
     ``chain`` is the token this one was expanded from (macro invocation or
     ``$N`` argument), so errors inside expansions can name the invocation.
+    ``junk`` is, for :attr:`TokenKind.JUNK` tokens, the lexer's explanation
+    (SystemTap prints it instead of the parser's message).
     """
 
     kind: TokenKind
     text: str
     loc: SourceLoc
     chain: Token | None = field(default=None, compare=False)
+    junk: str = field(default="", compare=False)
 
     def describe(self) -> str:
-        """``identifier 'x' at file:1:5``, as in SystemTap's messages."""
-        return f"{self.kind.value} '{self.text}' at {self.loc}"
+        """``identifier 'x' at file:1:5``, as in SystemTap's messages.
+
+        As in SystemTap, keywords and embedded code are named by class only,
+        non-printable characters show as ``?``, and the end of input reads
+        ``file EOF``.
+        """
+        if self.kind is TokenKind.EOF:
+            return f"{self.loc.file} EOF"
+        if self.kind is TokenKind.KEYWORD or self.kind is TokenKind.EMBEDDED:
+            return f"{self.kind.value} at {self.loc}"
+        text = "".join(c if " " <= c <= "~" else "?" for c in self.text)
+        return f"{self.kind.value} '{text}' at {self.loc}"
 
 
 def synthetic(text: str, kind: TokenKind = TokenKind.IDENTIFIER, file: str = "<synthetic>") -> Token:

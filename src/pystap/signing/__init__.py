@@ -1,0 +1,62 @@
+"""Module signing: keys, certificates, the ``.sgn`` envelope, trust stores, verification.
+
+Interfaces other parts call (names are stable):
+
+``sign_module(module_bytes, key, *, now=None, validity=90 days) -> bytes``
+    The ``.sgn`` bytes for a module. Name, privilege, script digest,
+    translator, release and arch are read from the module with
+    ``modfile.load`` (a module that does not load raises :class:`SigningError`).
+``sign_module_file(module_path, key, ...) -> Path``
+    Signs an existing module file into ``<module>.sgn`` (``pystap --sign-module``).
+``signature_path(module_path) -> Path``
+    Where a module's signature lives.
+``load_signing_key(dir_or_key_path, passphrase=None) -> SigningKey``
+``user_signing_key(create=True) -> SigningKey``
+    The user's key under ``paths.user_signing_dir()``, created on first use
+    (key 0600 in a 0700 directory). Key type: ``PYSTAP_SIGN_KEY_TYPE``.
+``generate_signing_key(directory, *, key_type=None, dns_names=(), validity=365 days, passphrase=None)``
+``SignerStore.open(path=None)``
+    Trusted signer certificates plus the revocation list, default
+    ``paths.signer_store_dir()``; ``.problems`` says why it is treated as empty.
+``verify(module_bytes, sgn_bytes, store, now, *, path=None) -> Verdict``
+    ``sgn_bytes`` None → UNSIGNED. Never raises. Imports only the standard
+    library, ``cryptography`` and ``pystap.modfile``/``privilege``/``paths``.
+``SslPeerStore.user() / .all_users() / .combined() / .open(path, owner_uid)``
+    Trusted compile servers; ``.trusts(cert_der)`` compares SHA-256 fingerprints.
+``generate_tls_identity(directory, dns_names) -> TlsIdentity``
+    The compile server's TLS key + certificate (serverAuth only, never a signer).
+
+All user-caused failures other than verification raise :class:`SigningError`
+with a message to print. The envelope and statement formats are documented in
+``docs/admin/signing.md`` and in :mod:`.envelope` / :mod:`.statement`.
+"""
+
+from __future__ import annotations
+
+from pystap.signing.errors import SigningError
+from pystap.signing.keys import SigningKey, generate_signing_key, load_signing_key, user_signing_key
+from pystap.signing.sign import sign_module, sign_module_file, signature_path
+from pystap.signing.signer_store import SignerStore, TrustedSigner
+from pystap.signing.ssl_peers import SslPeerStore
+from pystap.signing.tls import TlsIdentity, generate_tls_identity
+from pystap.signing.verdict import Verdict, VerdictKind
+from pystap.signing.verify import verify
+
+__all__ = [
+    "SignerStore",
+    "SigningError",
+    "SigningKey",
+    "SslPeerStore",
+    "TlsIdentity",
+    "TrustedSigner",
+    "Verdict",
+    "VerdictKind",
+    "generate_signing_key",
+    "generate_tls_identity",
+    "load_signing_key",
+    "sign_module",
+    "sign_module_file",
+    "signature_path",
+    "user_signing_key",
+    "verify",
+]

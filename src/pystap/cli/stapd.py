@@ -1,0 +1,98 @@
+"""``pystapd``: start the loader service (argv → calls; the service is pystap.loader.daemon).
+
+The service never forks: systemd runs it as is (optionally socket-activated),
+and ``--foreground`` additionally logs to stderr and prints one readiness
+line, ``pystapd: listening on PATH``, which tests and the demo wait for.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import logging.handlers
+import os
+import signal
+import stat
+import sys
+from pathlib import Path
+
+from pystap.loader import config as config_mod
+from pystap.loader.daemon import Daemon
+
+log = logging.getLogger("pystapd")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="pystapd", description="pystap loader service (runs as root)")
+    parser.add_argument("--config", type=Path, help="TOML configuration (default /etc/pystap/pystapd.toml)")
+    parser.add_argument("--socket", type=Path, help="listening socket path (overrides the configuration)")
+    parser.add_argument("-f", "--foreground", action="store_true",
+                        help="also log to stderr and print a readiness line (for tests)")
+    return parser
+
+
+def _log_handler(log_file: Path | None) -> logging.Handler:
+    if log_file is not None:
+        fd = os.open(log_file, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise OSError(f"{log_file} is not a regular file")
+        handler: logging.Handler = logging.StreamHandler(os.fdopen(fd, "a", buffering=1, encoding="utf-8"))
+        handler.setFormatter(logging.Formatter("%(asctime)s pystapd[%(process)d]: %(message)s"))
+        return handler
+    try:
+        if stat.S_ISSOCK(os.stat("/dev/log").st_mode):
+            handler = logging.handlers.SysLogHandler(
+                address="/dev/log", facility=logging.handlers.SysLogHandler.LOG_DAEMON
+            )
+            handler.setFormatter(logging.Formatter("pystapd[%(process)d]: %(message)s"))
+            return handler
+    except OSError:
+        pass
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("pystapd: %(message)s"))
+    return handler
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if os.geteuid() != 0:
+        print("pystapd: must be started as root", file=sys.stderr)
+        return 1
+    try:
+        cfg = config_mod.load(args.config, required=args.config is not None)
+    except config_mod.ConfigError as exc:
+        print(f"pystapd: {exc}", file=sys.stderr)
+        return 1
+    if args.socket is not None:
+        cfg = dataclasses.replace(cfg, socket=args.socket)
+    log.setLevel(logging.INFO)
+    try:
+        log.addHandler(_log_handler(cfg.log_file))
+    except OSError as exc:
+        print(f"pystapd: cannot open log file: {exc}", file=sys.stderr)
+        return 1
+    if args.foreground and cfg.log_file is not None:
+        stderr_handler = logging.StreamHandler(sys.stderr)
+        stderr_handler.setFormatter(logging.Formatter("pystapd: %(message)s"))
+        log.addHandler(stderr_handler)
+    daemon = Daemon(cfg)
+    try:
+        daemon.listen()
+    except (OSError, RuntimeError) as exc:
+        print(f"pystapd: cannot listen on {cfg.socket}: {exc}", file=sys.stderr)
+        return 1
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(signum, lambda *_: daemon.stop())
+    log.info("listening on %s (blessed directory %s, signers %s)",
+             cfg.socket, cfg.blessed_dir, cfg.signer_store)
+    if args.foreground:
+        print(f"pystapd: listening on {cfg.socket}", flush=True)
+    daemon.serve()
+    log.info("stopped")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

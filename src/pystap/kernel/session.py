@@ -1,0 +1,388 @@
+"""One tracing session's kernel objects: install from the manifest, stream events, tear down.
+
+Root/stapsys/stapdev sessions use a private tracefs instance
+``pystap-<sid>-<daemonpid>`` (enables, filters and buffers are per
+instance, so sessions never see each other's events) and one uprobe group
+``stp_<sid>`` (definitions are machine-wide).  Events are read from the
+instance's per-CPU ``trace_pipe_raw`` in binary.  Install order is
+instance first, then definitions, so that the reaper can always tell a
+live session's group (it has an instance) from a leftover one.
+
+Teardown order is the kernel's: close the readers, ``rmdir`` the instance
+(which disables its events), then delete the group.  Removing enabled
+uprobes costs ~60 ms each in the kernel, so :meth:`KernelSession.close`
+can run it in a background thread; the reaper finishes whatever a crash
+leaves behind.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import re
+import stat
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from pystap.kernel import elfcheck, tracepoints, uprobes
+from pystap.kernel.ringbuffer import CpuStats, EventFormat, FormatError, RawReader, parse_format
+from pystap.kernel.tracefs import Tracefs, TracefsError, check_name
+from pystap.privilege import Level
+
+UPROBE_FAMILIES = frozenset(("process.function", "process.statement", "process.mark", "process.plt"))
+TRACEPOINT_FAMILIES = frozenset(("process.begin", "process.end", "process.thread.begin", "process.thread.end",
+                                 "process.syscall", "process.syscall.return", "syscall", "kernel.trace"))
+KERNEL_WIDE = frozenset(("syscall", "kernel.trace"))
+INSTANCE_PREFIX = "pystap-"
+GROUP_PREFIX = "stp_"
+_SID = re.compile(r"[A-Za-z0-9]{1,32}")
+_BUILD_ID = re.compile(r"(?:[0-9a-f]{2}){0,64}")
+
+Event = tuple[int, dict[str, Any]]
+
+
+class KernelError(RuntimeError):
+    """The session cannot be installed; the message is for the user."""
+
+
+def instance_name(sid: str, daemon_pid: int) -> str:
+    return f"{INSTANCE_PREFIX}{sid}-{daemon_pid}"
+
+
+def group_name(sid: str) -> str:
+    return f"{GROUP_PREFIX}{sid}"
+
+
+def _entry_parts(entry: Any) -> tuple[int, str, dict[str, Any]]:
+    if isinstance(entry, dict):
+        return int(entry["id"]), str(entry["family"]), dict(entry.get("params", {}))
+    return int(entry.id), str(entry.family), dict(entry.params)
+
+
+@dataclass
+class _Dispatch:
+    """What to do with one kernel event type of this session."""
+
+    fmt: EventFormat
+    uses: list[tuple[int, tracepoints.TracepointUse | None]] = field(default_factory=list)
+    tracker_kind: str = ""  # "exec", "fork", "exit" when the path tracker follows this event
+
+
+class EventReader:
+    """Decoded events of one session: ``read(timeout) -> [(probe_id, fields)]``.
+
+    ``fields`` holds the probe's own values (fetch arguments or tracepoint
+    fields, by name) plus context: ``_pid`` (thread-group id), ``_tid``,
+    ``_cpu`` and ``_time`` (CLOCK_MONOTONIC ns, same clock as
+    ``time.monotonic_ns()``).
+    """
+
+    def __init__(self, session: KernelSession, raw: RawReader, cpus: list[int],
+                 dispatch: dict[int, _Dispatch], tracker: tracepoints.ProcessTracker) -> None:
+        self._session = session
+        self._raw = raw
+        self._cpus = cpus
+        self._dispatch = dispatch
+        self._tracker = tracker
+        self._tgids: dict[int, int] = {}
+        self.delivered = 0
+        self.unknown = 0
+
+    def _tgid(self, tid: int) -> int:
+        tgid = self._tgids.get(tid)
+        if tgid is None:
+            tgid = tid
+            try:
+                with open(f"/proc/{tid}/status", "rb") as f:
+                    for line in f:
+                        if line.startswith(b"Tgid:"):
+                            tgid = int(line.split()[1])
+                            break
+            except (OSError, ValueError, IndexError):
+                pass
+            if len(self._tgids) > 65536:
+                self._tgids.clear()
+            self._tgids[tid] = tgid
+        return tgid
+
+    def read(self, timeout: float = 0.0) -> list[Event]:
+        """Events available now (waiting up to ``timeout`` seconds for the first)."""
+        out: list[Event] = []
+        if timeout > 0 and not self._raw.poll(timeout):
+            pass
+        self._raw.drain(self._make_sink(out))
+        self.delivered += len(out)
+        return out
+
+    def _make_sink(self, out: list[Event]) -> Callable[[int, int, memoryview], None]:
+        dispatch = self._dispatch
+        tgid_cache = self._tgids
+        tgid = self._tgid
+        tracker = self._tracker
+        append = out.append
+
+        def sink(type_id: int, ts: int, payload: memoryview) -> None:
+            d = dispatch.get(type_id)
+            if d is None:
+                self.unknown += 1
+                return
+            fields = d.fmt.decode(payload)
+            if fields is None:
+                self.unknown += 1
+                return
+            tid = fields.pop("common_pid", 0)
+            del fields["common_type"], fields["common_flags"], fields["common_preempt_count"]
+            fields["_tid"] = tid
+            fields["_pid"] = tgid_cache.get(tid) or tgid(tid)
+            fields["_time"] = ts
+            for probe_id, use in d.uses:
+                if use is None:
+                    append((probe_id, fields))
+                    continue
+                f = use.mapper(fields) if use.mapper is not None else fields
+                if use.predicate is None or use.predicate(f):
+                    append((probe_id, f))
+            kind = d.tracker_kind
+            if kind == "exec":
+                tracker.on_exec(fields["pid"], fields["filename"])
+            elif kind == "fork":
+                tracker.on_fork(fields["_pid"], fields["pid"], fields["clone_flags"])
+            elif kind == "exit" and fields.get("group_dead"):
+                tracker.on_exit(fields["_pid"])
+
+        return sink
+
+    def fileno(self) -> int:
+        """An fd to wait on (epoll over every CPU buffer)."""
+        return self._raw._epoll.fileno()
+
+    def lost(self) -> int:
+        """Events the kernel dropped for this session (buffer full), so far."""
+        total = self._raw.stats.missed_events
+        for cpu in self._cpus:
+            try:
+                text = self._session.tracefs.read(f"instances/{self._session.instance}/per_cpu/cpu{cpu}/stats")
+            except OSError:
+                continue
+            total += CpuStats.parse(text).lost
+        return total
+
+    def close(self) -> None:
+        self._raw.close()
+
+
+class KernelSession:
+    """The kernel side of one session (see the module docstring)."""
+
+    def __init__(self, sid: str, level: Level | int, uid: int, tracefs: Tracefs, *,
+                 daemon_pid: int | None = None, buffer_kb: int = 2048) -> None:
+        if not _SID.fullmatch(sid):
+            raise KernelError(f"invalid session id '{sid[:40]}' (letters and digits only)")
+        self.sid = sid
+        self.level = Level(level)
+        self.uid = uid
+        self.tracefs = tracefs
+        self.daemon_pid = daemon_pid if daemon_pid is not None else os.getpid()
+        self.instance = check_name(instance_name(sid, self.daemon_pid))
+        self.group = check_name(group_name(sid))
+        self.buffer_kb = buffer_kb
+        self.problems: list[str] = []
+        self._reader: EventReader | None = None
+        self._have_instance = False
+        self._have_group = False
+        self._teardown: threading.Thread | None = None
+
+    # -- install -------------------------------------------------------------------------------
+
+    def install(self, entries: Iterable[Any]) -> EventReader:
+        """Install every entry; return the reader.  Raises :class:`KernelError` when nothing works.
+
+        Per-entry failures (an unprobeable instruction, a missing tracepoint)
+        are collected in :attr:`problems` and the rest is installed, as
+        SystemTap reports and skips a probe it cannot register.
+        """
+        if self._reader is not None:
+            raise KernelError("session already installed")
+        parsed = [_entry_parts(e) for e in entries]
+        if self.level == Level.STAPUSR:
+            raise KernelError(
+                "stapusr sessions are installed through per-process perf events with the euid gate "
+                "(pystap.kernel.perf), not through a tracefs instance"
+            )
+        try:
+            return self._install(parsed)
+        except BaseException:
+            self.close(wait=True)
+            raise
+
+    def _install(self, parsed: list[tuple[int, str, dict[str, Any]]]) -> EventReader:
+        tfs = self.tracefs
+        base = f"instances/{self.instance}"
+        tfs.mkdir(base)
+        self._have_instance = True
+        tfs.write(f"{base}/trace_clock", "mono\n")
+        tfs.write(f"{base}/buffer_percent", "0\n")
+        tfs.write(f"{base}/options/overwrite", "0\n")
+        tfs.write(f"{base}/buffer_size_kb", f"{self.buffer_kb}\n")
+
+        tracker = tracepoints.ProcessTracker()
+        by_event: dict[tuple[str, str], list[tuple[int, tracepoints.TracepointUse | None]]] = {}
+        for probe_id, family, params in parsed:
+            try:
+                if family in UPROBE_FAMILIES:
+                    event = self._define_uprobe(probe_id, params)
+                    by_event.setdefault((self.group, event), []).append((probe_id, None))
+                elif family in TRACEPOINT_FAMILIES:
+                    use = tracepoints.use_for(family, params, tracker)
+                    by_event.setdefault((use.system, use.event), []).append((probe_id, use))
+                else:
+                    raise KernelError(f"probe family '{family[:60]}' is not available on this kernel")
+            except (uprobes.UprobeError, tracepoints.TracepointError, elfcheck.ElfCheckError, OSError,
+                    KernelError) as exc:
+                self.problems.append(f"probe #{probe_id}: {exc}")
+
+        follow: dict[tuple[str, str], str] = {}
+        if tracker.paths:
+            tracker.seed_from_proc()
+            follow = {("sched", "sched_process_exec"): "exec", ("task", "task_newtask"): "fork",
+                      ("sched", "sched_process_exit"): "exit"}
+            for key in follow:
+                by_event.setdefault(key, [])
+
+        dispatch: dict[int, _Dispatch] = {}
+        for (system, event), uses in by_event.items():
+            try:
+                fmt = parse_format(tfs.event_format(system, event))
+            except (OSError, FormatError) as exc:
+                ids = ", ".join(f"#{pid}" for pid, _ in uses) or "internal"
+                self.problems.append(f"probe {ids}: tracepoint {system}:{event} is not available ({exc})")
+                continue
+            kernel_filter = "" if (system, event) in follow else tracepoints.combined_filter(
+                [u.kernel_filter if u is not None else "" for _, u in uses])
+            evdir = f"{base}/events/{system}/{event}"
+            try:
+                if kernel_filter:
+                    self._set_filter(evdir, kernel_filter)
+                tfs.write(f"{evdir}/enable", "1\n")
+            except OSError as exc:
+                ids = ", ".join(f"#{pid}" for pid, _ in uses)
+                self.problems.append(f"probe {ids}: cannot enable {system}:{event}: {uprobes.enable_error(exc)}")
+                continue
+            dispatch[fmt.id] = _Dispatch(fmt, uses, follow.get((system, event), ""))
+        if not any(d.uses for d in dispatch.values()):
+            raise KernelError("no probe could be installed: " + "; ".join(self.problems or ["empty manifest"]))
+
+        cpus = tfs.cpus(base)
+        fds = []
+        try:
+            for cpu in cpus:
+                fds.append(os.open(tfs.path(f"{base}/per_cpu/cpu{cpu}/trace_pipe_raw"),
+                                   os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOFOLLOW))
+        except OSError:
+            for fd in fds:
+                os.close(fd)
+            raise
+        self._reader = EventReader(self, RawReader(fds), cpus, dispatch, tracker)
+        return self._reader
+
+    def _set_filter(self, evdir: str, text: str) -> None:
+        try:
+            self.tracefs.write(f"{evdir}/filter", text + "\n")
+        except TracefsError as exc:
+            detail = ""
+            try:
+                detail = " ".join(self.tracefs.read(f"{evdir}/filter").split())
+            except OSError:
+                pass
+            raise TracefsError(exc.errno or errno.EINVAL, f"filter '{text}' refused: {detail}") from None
+
+    def _define_uprobe(self, probe_id: int, params: dict[str, Any]) -> str:
+        path = params.get("binary")
+        if not isinstance(path, str) or not path.startswith("/"):
+            raise uprobes.UprobeError("uprobe entry without an absolute 'binary' path")
+        build_id = params.get("build_id", "")
+        if not isinstance(build_id, str) or not _BUILD_ID.fullmatch(build_id):
+            raise uprobes.UprobeError("uprobe entry with a malformed 'build_id'")
+        fetch = params.get("fetch", [])
+        if not isinstance(fetch, list) or not all(isinstance(f, str) for f in fetch):
+            raise uprobes.UprobeError("uprobe entry 'fetch' must be a list of strings")
+        is_return = params.get("return", False)
+        if not isinstance(is_return, bool):
+            raise uprobes.UprobeError("uprobe entry 'return' must be true or false")
+        event = f"{'r' if is_return else 'p'}{probe_id}"
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise uprobes.UprobeError(f"{path} is not a regular file")
+            elfcheck.check_build_id(fd, build_id, path)
+            # The definition names the inode we just checked, not the path.
+            definition = uprobes.UprobeDef(self.group, event, f"/proc/self/fd/{fd}", params.get("offset", -1),
+                                           is_return, params.get("semaphore", 0), tuple(fetch))
+            uprobes.define(self.tracefs, definition)
+            self._have_group = True
+        finally:
+            os.close(fd)
+        return event
+
+    # -- teardown ------------------------------------------------------------------------------
+
+    def close(self, wait: bool = True) -> None:
+        """Remove everything this session created; ``wait=False`` finishes in the background."""
+        if self._reader is not None:
+            self._reader.close()
+            self._reader = None
+        if not (self._have_instance or self._have_group):
+            return
+        if wait:
+            self._remove()
+        else:
+            self._teardown = threading.Thread(target=self._remove, name=f"teardown-{self.sid}", daemon=True)
+            self._teardown.start()
+
+    def join(self, timeout: float | None = None) -> bool:
+        """Wait for a background teardown; True when it is finished."""
+        if self._teardown is not None:
+            self._teardown.join(timeout)
+            return not self._teardown.is_alive()
+        return True
+
+    def _remove(self) -> None:
+        remove_session_objects(self.tracefs, self.instance if self._have_instance else None,
+                               self.group if self._have_group or self._have_instance else None)
+        self._have_instance = self._have_group = False
+
+
+def remove_session_objects(tfs: Tracefs, instance: str | None, group: str | None, *,
+                           retries: int = 50) -> list[str]:
+    """Teardown in the kernel's order: rmdir the instance (disables its events), delete the group.
+
+    ``EBUSY`` (a reader still closing, a perf user) is retried briefly.
+    Returns what could not be removed.
+    """
+    left: list[str] = []
+    if instance is not None and tfs.exists(f"instances/{instance}"):
+        for attempt in range(retries):
+            try:
+                tfs.rmdir(f"instances/{instance}")
+                break
+            except TracefsError as exc:
+                if exc.errno == errno.ENOENT:
+                    break
+                if exc.errno != errno.EBUSY or attempt == retries - 1:
+                    left.append(f"instance {instance}: {exc}")
+                    break
+                time.sleep(0.02)
+    if group is not None:
+        for attempt in range(retries):
+            try:
+                uprobes.delete_group(tfs, group)
+                break
+            except TracefsError as exc:
+                if exc.errno != errno.EBUSY or attempt == retries - 1:
+                    left.append(f"group {group}: {exc}")
+                    break
+                time.sleep(0.02)
+    return left

@@ -1,0 +1,273 @@
+"""The optimiser behaviour scripts depend on (``-u`` turns it off).
+
+SystemTap's pass 2 optimises before it type-checks, and the test corpus
+relies on the consequences: a statement without side effects is dropped
+(with a warning) even when it names a ``$var`` that cannot resolve;
+assignments to locals that are never read are dropped (why ``a <<< 2`` in a
+probe is accepted); constant conditions fold; and a probe whose body ends
+up empty is elided -- if none survives, "no probes found".
+
+``@defined(…)`` is folded to 1/0 always (it is a translate-time question,
+not an optimisation).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import fields
+
+from pystap.lang import ast
+from pystap.lang.diagnostics import Warning_
+from pystap.lang.tokens import Token
+
+INT64_MIN = -(2**63)
+MASK = 2**64
+
+
+def wrap(v: int) -> int:
+    v %= MASK
+    return v - MASK if v >= 2**63 else v
+
+
+def map_children(n: ast.Node, fn: Callable[[ast.Node], ast.Node | None]) -> None:
+    """Replace each structural child ``c`` of ``n`` by ``fn(c)`` (``None`` drops list items)."""
+    for f in fields(n):
+        if f.metadata.get("ref") or f.name == "tok":
+            continue
+        value = getattr(n, f.name)
+        if isinstance(value, ast.Node):
+            new = fn(value)
+            if new is not value:
+                setattr(n, f.name, new)
+        elif isinstance(value, list) and value and any(isinstance(v, ast.Node) for v in value):
+            out = []
+            for item in value:
+                if isinstance(item, ast.Node):
+                    new = fn(item)
+                    if new is not None:
+                        out.append(new)
+                else:
+                    out.append(item)
+            setattr(n, f.name, out)
+
+
+# -- @defined ------------------------------------------------------------------------------
+
+
+def fold_defined(root: ast.Node, target_errors: dict[int, object]) -> ast.Node:
+    """Replace each ``@defined(e)`` by 1 when ``e`` resolved, else 0."""
+
+    def visit(n: ast.Node) -> ast.Node:
+        if isinstance(n, ast.DefinedOp):
+            bad = [x for x in ast.walk(n.operand) if id(x) in target_errors or
+                   isinstance(x, ast.CastOp | ast.AtVar | ast.Autocast | ast.PerfOp | ast.EntryOp)]
+            for x in ast.walk(n.operand):
+                target_errors.pop(id(x), None)
+            lit = ast.NumberLit(tok=n.tok, value=0 if bad else 1)
+            lit.type = ast.Type.LONG
+            return lit
+        map_children(n, visit)
+        return n
+
+    return visit(root)
+
+
+# -- side effects ---------------------------------------------------------------------------
+
+_PURE_PRINT = {"sprint", "sprintln", "sprintd", "sprintdln", "sprintf"}
+
+
+def has_side_effects(e: ast.Node) -> bool:
+    for n in ast.walk(e):
+        if isinstance(n, ast.Assign | ast.Crement | ast.FunctionCall | ast.EmbeddedExpr | ast.EmbeddedCode):
+            return True
+        if isinstance(n, ast.PrintFormat) and n.name not in _PURE_PRINT:
+            return True
+    return False
+
+
+# -- constant folding ---------------------------------------------------------------------
+
+
+def _num(e: ast.Node) -> int | None:
+    return e.value if isinstance(e, ast.NumberLit) else None
+
+
+def _lit(tok: Token, v: int) -> ast.NumberLit:
+    n = ast.NumberLit(tok=tok, value=wrap(v))
+    n.type = ast.Type.LONG
+    return n
+
+
+def _fold_binary(op: str, a: int, b: int) -> int | None:
+    if op == "+":
+        return a + b
+    if op == "-":
+        return a - b
+    if op == "*":
+        return a * b
+    if op in ("/", "%"):
+        if b == 0:
+            return None  # a run-time error, keep it
+        q = abs(a) // abs(b) * (1 if (a >= 0) == (b >= 0) else -1)
+        return q if op == "/" else a - q * b
+    if op == "<<":
+        return a << (b & 63)
+    if op == ">>":
+        return a >> (b & 63)
+    if op == ">>>":
+        return (a % MASK) >> (b & 63)
+    if op == "&":
+        return a & b
+    if op == "|":
+        return a | b
+    if op == "^":
+        return a ^ b
+    return None
+
+
+_CMP = {
+    "<": lambda a, b: a < b, ">": lambda a, b: a > b, "<=": lambda a, b: a <= b,
+    ">=": lambda a, b: a >= b, "==": lambda a, b: a == b, "!=": lambda a, b: a != b,
+}
+
+
+def fold_expr(e: ast.Expr) -> ast.Expr:
+    if isinstance(e, ast.Binary):
+        a, b = _num(e.left), _num(e.right)
+        if a is not None and b is not None:
+            v = _fold_binary(e.op, a, b)
+            if v is not None:
+                return _lit(e.tok, v)
+        if e.op == "." and isinstance(e.left, ast.StringLit) and isinstance(e.right, ast.StringLit):
+            s = ast.StringLit(tok=e.left.tok, value=e.left.value + e.right.value)
+            s.type = ast.Type.STRING
+            return s
+    elif isinstance(e, ast.Unary):
+        a = _num(e.operand)
+        if a is not None:
+            return _lit(e.tok, {"-": -a, "+": a, "!": int(not a), "~": ~a}[e.op])
+    elif isinstance(e, ast.Logical):
+        a, b = _num(e.left), _num(e.right)
+        if a is not None:
+            if e.op == "&&" and not a:
+                return _lit(e.tok, 0)
+            if e.op == "||" and a:
+                return _lit(e.tok, 1)
+            if b is not None:
+                return _lit(e.tok, int(bool(b)))
+    elif isinstance(e, ast.Comparison):
+        a, b = _num(e.left), _num(e.right)
+        if a is not None and b is not None:
+            return _lit(e.tok, int(_CMP[e.op](a, b)))
+        if isinstance(e.left, ast.StringLit) and isinstance(e.right, ast.StringLit):
+            return _lit(e.tok, int(_CMP[e.op](e.left.value.encode("latin-1"), e.right.value.encode("latin-1"))))
+    elif isinstance(e, ast.Ternary):
+        c = _num(e.cond)
+        if c is not None:
+            return e.true_expr if c else e.false_expr
+    return e
+
+
+class Optimizer:
+    """One optimisation round over a body; ``changed`` says whether to go again."""
+
+    def __init__(self, warnings: list[Warning_]) -> None:
+        self.warnings = warnings
+        self.changed = False
+
+    def warn(self, message: str, tok: Token | None) -> None:
+        self.warnings.append(Warning_(message, tok))
+
+    def body(self, block: ast.Block, locals_: list[ast.LocalVar], params: list[ast.Param] | None = None) -> None:
+        reads = _local_reads(block)
+        self._elide_writes(block, {id(v) for v in locals_ if reads.get(id(v), 0) == 0}, locals_)
+        self._fold(block)
+
+    # constant folding and dead statements
+    def _fold(self, root: ast.Node) -> None:
+        def visit(n: ast.Node) -> ast.Node | None:
+            map_children(n, visit)
+            if isinstance(n, ast.Expr):
+                new = fold_expr(n)
+                if new is not n:
+                    self.changed = True
+                return new
+            if isinstance(n, ast.If):
+                c = _num(n.cond)
+                if c is not None:
+                    self.changed = True
+                    if c:
+                        return n.then
+                    return n.else_ if n.else_ is not None else ast.NullStatement(tok=n.tok)
+            if isinstance(n, ast.While) and _num(n.cond) == 0:
+                self.changed = True
+                return ast.NullStatement(tok=n.tok)
+            if isinstance(n, ast.ExprStatement) and not has_side_effects(n.expr):
+                self.warn("Eliding side-effect-free expression ", n.tok)
+                self.changed = True
+                return ast.NullStatement(tok=n.tok)
+            if isinstance(n, ast.Block):
+                kept = [s for s in n.statements if not _empty(s)]
+                if len(kept) != len(n.statements):
+                    n.statements = kept
+                    self.changed = True
+            return n
+
+        visit(root)
+
+    def _elide_writes(self, root: ast.Node, unread: set[int], locals_: list[ast.LocalVar]) -> None:
+        if not unread:
+            return
+
+        def target_decl(t: ast.Expr) -> ast.Decl | None:
+            return t.referent if isinstance(t, ast.Symbol) else None
+
+        def visit(n: ast.Node) -> ast.Node:
+            map_children(n, visit)
+            if isinstance(n, ast.Assign):
+                decl = target_decl(n.target)
+                if decl is not None and id(decl) in unread:
+                    self.warn(f"Eliding assignment to '{decl.name}'", n.tok)
+                    self.changed = True
+                    return n.value
+            if isinstance(n, ast.Crement):
+                decl = target_decl(n.operand)
+                if decl is not None and id(decl) in unread and not n.prefix:
+                    pass
+            return n
+
+        visit(root)
+        still = _all_symbol_decls(root)
+        for v in list(locals_):
+            if id(v) in unread and id(v) not in still:
+                locals_.remove(v)
+
+
+def _empty(s: ast.Stmt) -> bool:
+    if isinstance(s, ast.NullStatement):
+        return True
+    if isinstance(s, ast.Block):
+        return all(_empty(x) for x in s.statements)
+    return False
+
+
+def body_is_empty(b: ast.Block) -> bool:
+    return _empty(b)
+
+
+def _local_reads(root: ast.Node) -> dict[int, int]:
+    """How often each declaration is read (an ``=``/``<<<`` target is not a read)."""
+    counts: dict[int, int] = {}
+    written_only: set[int] = set()
+    for n in ast.walk(root):
+        if isinstance(n, ast.Assign) and n.op in ("=", "<<<") and isinstance(n.target, ast.Symbol):
+            written_only.add(id(n.target))
+    for n in ast.walk(root):
+        if isinstance(n, ast.Symbol) and n.referent is not None and id(n) not in written_only:
+            counts[id(n.referent)] = counts.get(id(n.referent), 0) + 1
+    return counts
+
+
+def _all_symbol_decls(root: ast.Node) -> set[int]:
+    return {id(n.referent) for n in ast.walk(root) if isinstance(n, ast.Symbol) and n.referent is not None}

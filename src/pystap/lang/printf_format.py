@@ -1,0 +1,158 @@
+"""``printf`` format strings → components (SystemTap's ``string_to_components``).
+
+The format of ``printf``/``sprintf`` is a literal, so it is split at parse
+time: pass 2 checks argument count and types against the conversions, and
+the runtime formats without re-parsing.  The accepted syntax is SystemTap's,
+quirks included: at most one flag character, one optional ``l``, and a
+conversion cut short by the end of the string is an error only when
+something (a flag, width or precision) was already given.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class FormatError(ValueError):
+    """The format string is malformed; the message is SystemTap's text."""
+
+
+@dataclass(frozen=True)
+class FormatComponent:
+    """One piece of a format: literal text, or one conversion.
+
+    ``kind``: ``literal`` | ``number`` | ``pointer`` | ``string`` | ``char`` |
+    ``binary`` | ``memory`` | ``memory_hex``.  ``flags`` holds ``left plus
+    space special zeropad`` as written, plus ``sign`` (for ``%d``/``%i``) and
+    ``large`` (for ``%X``).  ``width``/``precision`` are ``None`` when absent;
+    the ``*_dynamic`` forms (``*``) take an extra long argument.
+    """
+
+    kind: str
+    text: str = ""
+    conversion: str = ""
+    flags: frozenset[str] = frozenset()
+    width: int | None = None
+    width_dynamic: bool = False
+    precision: int | None = None
+    precision_dynamic: bool = False
+    base: int = 10
+
+    @property
+    def arguments(self) -> int:
+        """How many script values this component consumes."""
+        if self.kind == "literal":
+            return 0
+        return 1 + int(self.width_dynamic) + int(self.precision_dynamic)
+
+
+_FLAGS = {"0": "zeropad", "+": "plus", "-": "left", " ": "space", "#": "special"}
+_CONVERSIONS = {
+    "b": ("binary", 10),
+    "c": ("char", 10),
+    "s": ("string", 10),
+    "m": ("memory", 10),
+    "M": ("memory_hex", 10),
+    "d": ("number", 10),
+    "i": ("number", 10),
+    "u": ("number", 10),
+    "o": ("number", 8),
+    "x": ("number", 16),
+    "X": ("number", 16),
+    "p": ("pointer", 16),
+}
+
+
+def parse_format(fmt: str) -> list[FormatComponent]:
+    """Split ``fmt``; raises :class:`FormatError` with SystemTap's message."""
+    out: list[FormatComponent] = []
+    literal: list[str] = []
+    i = 0
+    n = len(fmt)
+    while i < n:
+        c = fmt[i]
+        if c != "%":
+            j = fmt.find("%", i)
+            if j < 0:
+                j = n
+            literal.append(fmt[i:j])
+            i = j
+            continue
+        if i + 1 >= n or fmt[i + 1] == "%":
+            literal.append("%")
+            i += 2
+            continue
+        if literal:
+            out.append(FormatComponent("literal", "".join(literal)))
+            literal = []
+        i += 1
+        flags: set[str] = set()
+        width: int | None = None
+        width_dynamic = False
+        precision: int | None = None
+        precision_dynamic = False
+        started = False  # something beyond '%' seen: a cut-off conversion is then an error
+        if fmt[i] in _FLAGS:
+            flags.add(_FLAGS[fmt[i]])
+            started = True
+            i += 1
+        if i < n:
+            if fmt[i] == "*":
+                width_dynamic = started = True
+                i += 1
+            elif fmt[i].isdigit() and fmt[i] in "0123456789":
+                j = i
+                while j < n and fmt[j] in "0123456789":
+                    j += 1
+                width = int(fmt[i:j])
+                started = True
+                i = j
+        if i < n and fmt[i] == ".":
+            i += 1
+            if i < n:
+                if fmt[i] == "*":
+                    precision_dynamic = started = True
+                    i += 1
+                elif fmt[i] in "0123456789":
+                    j = i
+                    while j < n and fmt[j] in "0123456789":
+                        j += 1
+                    precision = int(fmt[i:j])
+                    started = True
+                    i = j
+        if i < n and fmt[i] == "l":
+            i += 1
+        if i >= n:
+            if started:
+                raise FormatError("trailing incomplete print format conversion")
+            return _finish(out, literal)
+        conv = fmt[i]
+        if conv not in _CONVERSIONS:
+            raise FormatError("invalid or missing conversion specifier")
+        kind, base = _CONVERSIONS[conv]
+        if conv in "di":
+            flags.add("sign")
+        elif conv == "X":
+            flags.add("large")
+        elif conv == "p":
+            flags.add("special")
+        out.append(
+            FormatComponent(
+                kind,
+                conversion=conv,
+                flags=frozenset(flags),
+                width=width,
+                width_dynamic=width_dynamic,
+                precision=precision,
+                precision_dynamic=precision_dynamic,
+                base=base,
+            )
+        )
+        i += 1
+    return _finish(out, literal)
+
+
+def _finish(out: list[FormatComponent], literal: list[str]) -> list[FormatComponent]:
+    if literal:
+        out.append(FormatComponent("literal", "".join(literal)))
+    return out

@@ -1,0 +1,347 @@
+"""Translator-side ELF resolution: probe points to file offsets, build-ids and SDT notes.
+
+``process("PATH").function("NAME")`` and friends become manifest entries
+the daemon can install without ever parsing the binary's symbols: the file
+offset of the probed instruction (``st_value - p_vaddr + p_offset`` of the
+``PT_LOAD`` that contains it), the GNU build-id (checked again by the
+daemon on the fd it probes through, so a rebuilt binary is refused rather
+than probed at a stale offset), and the uprobe fetch arguments the handler
+may use (registers per the SysV ABI, ``$retval``, SDT argument operands).
+
+The parameter schema emitted here is documented in :mod:`pystap.kernel`.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from elftools.common.exceptions import ELFError
+from elftools.elf.elffile import ELFFile
+from elftools.elf.sections import SymbolTableSection
+
+from pystap.lang.ast import Type
+from pystap.lang.diagnostics import SemanticError
+
+ARG_REGISTERS = ("di", "si", "dx", "cx", "r8", "r9")
+LIBRARY_DIRS = ("/lib/x86_64-linux-gnu", "/usr/lib/x86_64-linux-gnu", "/lib64", "/usr/lib64", "/lib", "/usr/lib",
+                "/usr/local/lib")
+STT_FUNCS = ("STT_FUNC", "STT_GNU_IFUNC")
+MAX_MATCHES = 10_000
+
+_REG64 = {
+    "rax": "ax", "eax": "ax", "ax": "ax", "al": "ax", "rbx": "bx", "ebx": "bx", "bx": "bx", "bl": "bx",
+    "rcx": "cx", "ecx": "cx", "cx": "cx", "cl": "cx", "rdx": "dx", "edx": "dx", "dx": "dx", "dl": "dx",
+    "rsi": "si", "esi": "si", "si": "si", "sil": "si", "rdi": "di", "edi": "di", "di": "di", "dil": "di",
+    "rbp": "bp", "ebp": "bp", "bp": "bp", "bpl": "bp", "rsp": "sp", "esp": "sp", "sp": "sp", "spl": "sp",
+}
+for _n in range(8, 16):
+    for _suffix in ("", "d", "w", "b"):
+        _REG64[f"r{_n}{_suffix}"] = f"r{_n}"
+_SDT_ARG = re.compile(r"(-?)(1|2|4|8)@(.+)")
+_MEM = re.compile(r"(-?(?:0x[0-9a-fA-F]+|[0-9]+))?\(%([a-z0-9]+)\)")
+
+
+class ElfResolveError(ValueError):
+    """The binary or the probe point cannot be resolved; the message is for the user."""
+
+
+@dataclass(frozen=True)
+class SdtNote:
+    provider: str
+    name: str
+    pc: int  # file offset of the probe site
+    semaphore: int  # file offset of the semaphore (0 = none)
+    args: tuple[str, ...]  # arg specs as written in the note
+    fetch: tuple[str | None, ...]  # uprobe fetch value per arg, None when not expressible
+
+
+@dataclass
+class ElfInfo:
+    """What the translator needs from one ELF file."""
+
+    path: str
+    build_id: str = ""
+    loads: list[tuple[int, int, int]] = field(default_factory=list)  # (vaddr, memsz, offset)
+    functions: dict[str, int] = field(default_factory=dict)  # name -> vaddr
+    sdt: list[SdtNote] = field(default_factory=list)
+    has_debug_info: bool = False
+
+    def file_offset(self, vaddr: int) -> int:
+        """The PT_LOAD rule: ``vaddr - p_vaddr + p_offset`` of the segment containing ``vaddr``."""
+        for start, size, offset in self.loads:
+            if start <= vaddr < start + size:
+                return vaddr - start + offset
+        raise ElfResolveError(f"address 0x{vaddr:x} is not in a loadable segment of {self.path}")
+
+
+def sdt_fetch(spec: str) -> str | None:
+    """Convert one SDT arg spec (``-4@112(%rsp)``) to a uprobe fetch value with type."""
+    m = _SDT_ARG.fullmatch(spec.strip())
+    if not m:
+        return None
+    kind = f"{'s' if m.group(1) else 'u'}{int(m.group(2)) * 8}"
+    operand = m.group(3)
+    if operand.startswith("%"):
+        reg = _REG64.get(operand[1:])
+        return f"%{reg}:{kind}" if reg else None
+    if operand.startswith("$"):
+        try:
+            return f"\\{int(operand[1:], 0)}:{kind}"
+        except ValueError:
+            return None
+    mm = _MEM.fullmatch(operand)
+    if mm:
+        reg = _REG64.get(mm.group(2))
+        if reg is None:
+            return None
+        off = int(mm.group(1) or "0", 0)
+        return f"{'-' if off < 0 else '+'}{abs(off)}(%{reg}):{kind}"
+    return None
+
+
+def _read_sdt(elf: ELFFile, info: ElfInfo) -> None:
+    section = elf.get_section_by_name(".note.stapsdt")
+    if section is None:
+        return
+    base_section = elf.get_section_by_name(".stapsdt.base")
+    data = section.data()
+    pos = 0
+    while pos + 12 <= len(data):
+        namesz, descsz, ntype = (int.from_bytes(data[pos + i:pos + i + 4], "little") for i in (0, 4, 8))
+        name_start = pos + 12
+        desc_start = name_start + ((namesz + 3) & ~3)
+        desc_end = desc_start + descsz
+        if desc_end > len(data):
+            raise ElfResolveError(f"malformed .note.stapsdt in {info.path}")
+        owner = data[name_start:name_start + namesz].rstrip(b"\0")
+        if ntype == 3 and owner == b"stapsdt" and descsz >= 24:
+            desc = data[desc_start:desc_end]
+            pc, base, sem = (int.from_bytes(desc[i:i + 8], "little") for i in (0, 8, 16))
+            strings = desc[24:].split(b"\0")
+            if len(strings) >= 3:
+                provider, name, args = (s.decode("ascii", "replace") for s in strings[:3])
+                if base_section is not None:
+                    adjust = base_section["sh_addr"] - base
+                    pc += adjust
+                    if sem:
+                        sem += adjust
+                specs = tuple(args.split()) if args else ()
+                info.sdt.append(SdtNote(provider, name, info.file_offset(pc),
+                                        info.file_offset(sem) if sem else 0, specs,
+                                        tuple(sdt_fetch(s) for s in specs)))
+        pos = desc_end + ((-descsz) & 3)
+
+
+_CACHE: dict[tuple[str, int, int], ElfInfo] = {}
+
+
+def load(path: str) -> ElfInfo:
+    """Parse ``path`` once (cached by inode and mtime)."""
+    try:
+        st = os.stat(path)
+    except OSError as exc:
+        raise ElfResolveError(f"cannot open {path}: {exc.strerror}") from None
+    key = (path, st.st_ino, st.st_mtime_ns)
+    if key in _CACHE:
+        return _CACHE[key]
+    info = ElfInfo(path)
+    try:
+        with open(path, "rb") as f:
+            elf = ELFFile(f)
+            if elf.elfclass != 64 or elf["e_machine"] != "EM_X86_64":
+                raise ElfResolveError(f"{path} is not an x86-64 ELF binary")
+            for seg in elf.iter_segments():
+                if seg["p_type"] == "PT_LOAD":
+                    info.loads.append((seg["p_vaddr"], seg["p_memsz"], seg["p_offset"]))
+                elif seg["p_type"] == "PT_NOTE":
+                    for note in seg.iter_notes():
+                        if note["n_type"] == "NT_GNU_BUILD_ID" and not info.build_id:
+                            info.build_id = str(note["n_desc"]).lower()
+            for secname in (".dynsym", ".symtab"):
+                section = elf.get_section_by_name(secname)
+                if not isinstance(section, SymbolTableSection):
+                    continue
+                for sym in section.iter_symbols():
+                    if sym["st_info"]["type"] in STT_FUNCS and sym["st_shndx"] != "SHN_UNDEF" and sym["st_value"]:
+                        info.functions.setdefault(sym.name.split("@", 1)[0], sym["st_value"])
+            _read_sdt(elf, info)
+            info.has_debug_info = elf.has_dwarf_info() and elf.get_section_by_name(".debug_info") is not None
+    except ElfResolveError:
+        raise
+    except (ELFError, OSError, ValueError, KeyError) as exc:
+        raise ElfResolveError(f"cannot read ELF file {path}: {exc}") from None
+    _CACHE[key] = info
+    return info
+
+
+def function_params(path: str, function: str) -> list[tuple[str, bool]]:
+    """``(name, is_pointer)`` of a function's formal parameters, from DWARF."""
+    try:
+        with open(path, "rb") as f:
+            elf = ELFFile(f)
+            if not elf.has_dwarf_info():
+                raise ElfResolveError(f"{path} has no debug information (rebuild it with -g for $parameters)")
+            dwarf = elf.get_dwarf_info()
+            for cu in dwarf.iter_CUs():
+                for die in cu.iter_DIEs():
+                    if die.tag != "DW_TAG_subprogram":
+                        continue
+                    name = die.attributes.get("DW_AT_name")
+                    if name is None or name.value.decode("utf-8", "replace") != function:
+                        continue
+                    out = []
+                    for child in die.iter_children():
+                        if child.tag == "DW_TAG_formal_parameter" and "DW_AT_name" in child.attributes:
+                            pname = child.attributes["DW_AT_name"].value.decode("utf-8", "replace")
+                            tdie = child.get_DIE_from_attribute("DW_AT_type") if "DW_AT_type" in \
+                                child.attributes else None
+                            out.append((pname, tdie is not None and tdie.tag == "DW_TAG_pointer_type"))
+                    return out
+    except ElfResolveError:
+        raise
+    except (ELFError, OSError, ValueError, KeyError, AttributeError) as exc:
+        raise ElfResolveError(f"cannot read debug information of {path}: {exc}") from None
+    raise ElfResolveError(f"no debug information for function '{function}' in {path}")
+
+
+def find_library(name: str, program: str | None = None) -> str:
+    """Where ``process.library("NAME")`` points: absolute as given, else the usual directories."""
+    if name.startswith("/"):
+        return os.path.realpath(name)
+    dirs: list[str] = []
+    if program:
+        dirs.append(os.path.dirname(program))
+    env = os.environ.get("LD_LIBRARY_PATH", "")
+    dirs.extend(d for d in env.split(":") if d)
+    dirs.extend(LIBRARY_DIRS)
+    for d in dirs:
+        try:
+            entries = sorted(os.listdir(d))
+        except OSError:
+            continue
+        for entry in entries:
+            if entry == name or fnmatch.fnmatchcase(entry, name) or entry.startswith(name + "."):
+                full = os.path.join(d, entry)
+                if os.path.isfile(full):
+                    return os.path.realpath(full)
+    raise ElfResolveError(f"cannot find library '{name}'")
+
+
+def _binary_for(params: dict[str, Any]) -> str:
+    if params.get("target") == "pid":
+        try:
+            return os.path.realpath(f"/proc/{params['pid']}/exe")
+        except OSError as exc:
+            raise ElfResolveError(f"cannot read the executable of pid {params['pid']}: {exc}") from None
+    path = params.get("path")
+    if not isinstance(path, str):
+        raise ElfResolveError("process probe without a binary")
+    return path
+
+
+def entry_fetch(is_return: bool) -> list[str]:
+    """The fetch arguments every function probe captures (registers or the return value)."""
+    fetch = ["comm=$comm:string"]
+    if is_return:
+        fetch.append("retval=$retval:s64")
+    else:
+        fetch.extend(f"arg{i + 1}=%{reg}:u64" for i, reg in enumerate(ARG_REGISTERS))
+    return fetch
+
+
+def _suffixes(args: dict[str, Any]) -> list[str]:
+    names = args.get("_names")
+    if isinstance(names, (list, tuple)):
+        return [str(n) for n in names]
+    return [k for k in args if not k.startswith("_")]
+
+
+def _quote(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def resolve_probe(family: str, prefix: str, params: dict[str, Any], args: dict[str, Any],
+                  point: Any = None) -> list[dict[str, Any]]:
+    """Expand a symbolic process probe point into manifest entries (``point``, ``params``, ``context_vars``)."""
+    try:
+        return _resolve(family, prefix, params, args)
+    except ElfResolveError as exc:
+        raise SemanticError(str(exc)) from None
+
+
+def _resolve(family: str, prefix: str, params: dict[str, Any], args: dict[str, Any]) -> list[dict[str, Any]]:
+    program = _binary_for(params)
+    names = _suffixes(args)
+    binary = program
+    lib = args.get("library")
+    if isinstance(lib, str):
+        binary = find_library(lib, program)
+        prefix = f"{prefix}.library({_quote(binary)})"
+    info = load(binary)
+    is_return = "return" in names
+    base = {**params, "binary": binary, "build_id": info.build_id, "return": is_return, "semaphore": 0}
+    out: list[dict[str, Any]] = []
+
+    if family == "process.function":
+        want = args.get("function")
+        suffix = ".return" if is_return else (".call" if "call" in names else "")
+        if isinstance(want, int):
+            targets = [(f"0x{want:x}", want)]
+            label = str(want)
+        else:
+            pattern = str(want)
+            targets = sorted((n, v) for n, v in info.functions.items() if fnmatch.fnmatchcase(n, pattern))
+            label = None
+            if not targets:
+                raise ElfResolveError(f"no match for function '{pattern}' in {binary}")
+        for name, vaddr in targets[:MAX_MATCHES]:
+            ctx: dict[str, Type] = {"$return": Type.LONG} if is_return else {}
+            fetch = entry_fetch(is_return)
+            if not is_return and label is None and len(targets) == 1 and info.has_debug_info:
+                for i, (pname, _) in enumerate(function_params(binary, name)[:len(ARG_REGISTERS)]):
+                    if re.fullmatch(r"[A-Za-z][A-Za-z0-9_]{0,29}", pname):
+                        fetch.append(f"v_{pname}=%{ARG_REGISTERS[i]}:s64")
+                        ctx[f"${pname}"] = Type.LONG
+            out.append({
+                "point": f"{prefix}.function({label if label else _quote(name)}){suffix}",
+                "params": {**base, "offset": info.file_offset(vaddr), "symbol": name, "fetch": fetch},
+                "context_vars": ctx,
+            })
+        return out
+
+    if family == "process.statement":
+        want = args.get("statement")
+        if not isinstance(want, int):
+            raise ElfResolveError("process.statement(\"FILE:LINE\") needs line tables; give an address")
+        return [{"point": f"{prefix}.statement(0x{want:x})",
+                 "params": {**base, "return": False, "offset": info.file_offset(want), "symbol": "",
+                            "fetch": entry_fetch(False)},
+                 "context_vars": {}}]
+
+    if family == "process.mark":
+        mark = str(args.get("mark"))
+        provider = args.get("provider")
+        matches = [n for n in info.sdt if fnmatch.fnmatchcase(n.name, mark)
+                   and (provider is None or fnmatch.fnmatchcase(n.provider, str(provider)))]
+        if not matches:
+            raise ElfResolveError(f"no match for mark '{mark}' in {binary}")
+        for note in matches[:MAX_MATCHES]:
+            fetch = ["comm=$comm:string"]
+            ctx = {"$$name": Type.STRING, "$$provider": Type.STRING}
+            for i, value in enumerate(note.fetch):
+                if value is not None:
+                    fetch.append(f"arg{i + 1}={value}")
+                    ctx[f"$arg{i + 1}"] = Type.LONG
+            out.append({
+                "point": f"{prefix}.provider({_quote(note.provider)}).mark({_quote(note.name)})",
+                "params": {**base, "return": False, "offset": note.pc, "semaphore": note.semaphore,
+                           "symbol": note.name, "provider": note.provider, "fetch": fetch},
+                "context_vars": ctx,
+            })
+        return out
+
+    raise ElfResolveError(f"{family} probes are not supported yet")

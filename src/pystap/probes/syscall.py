@@ -1,0 +1,95 @@
+"""``syscall.NAME[.return]`` and ``syscall_any[.return]``: system calls of every process.
+
+SystemTap builds these as tapset aliases over kernel probes; pystap builds
+them over the ``raw_syscalls`` tracepoints, so they share ``kernel.trace``'s
+privilege (stapsys and up).  The aliases' well-known locals are provided by
+the runtime before the handler runs: ``name argstr`` on entry, ``name
+retval retstr`` on return, plus ``$syscall $argN $return``.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from pystap.lang.ast import ProbePoint, Type
+from pystap.lang.diagnostics import SemanticError
+from pystap.probes.registry import ANY, BuildContext, Built, shape
+
+_UNISTD = ("/usr/include/x86_64-linux-gnu/asm/unistd_64.h", "/usr/include/asm/unistd_64.h",
+           "/usr/include/asm-generic/unistd.h")
+_NAMES: dict[str, int] | None = None
+
+
+def syscall_numbers() -> dict[str, int]:
+    """Syscall names and numbers from the system headers (empty when absent)."""
+    global _NAMES
+    if _NAMES is None:
+        _NAMES = {}
+        for path in _UNISTD:
+            try:
+                with open(path, encoding="latin-1") as f:
+                    text = f.read(1 << 20)
+            except OSError:
+                continue
+            for m in re.finditer(r"#define\s+__NR_(\w+)\s+(\d+)", text):
+                _NAMES.setdefault(m.group(1), int(m.group(2)))
+            if _NAMES:
+                break
+    return _NAMES
+
+
+def _target(is_return: bool):
+    def resolve(name: str, write: bool) -> Type:
+        if write:
+            raise SemanticError(f"write to syscall variable '{name}' not permitted; need stap -g")
+        if name == "$syscall" or (is_return and name == "$return"):
+            return Type.LONG
+        if not is_return and re.fullmatch(r"\$arg[1-6]", name):
+            return Type.LONG
+        raise SemanticError(f"unable to find syscall variable '{name}'")
+
+    return resolve
+
+
+def _provides(is_return: bool) -> dict[str, Type]:
+    if is_return:
+        return {"name": Type.STRING, "retval": Type.LONG, "retstr": Type.STRING}
+    return {"name": Type.STRING, "argstr": Type.STRING}
+
+
+def _named(is_return: bool):
+    def build(pp: ProbePoint, args: dict[str, Any], ctx: BuildContext) -> list[Built]:
+        wanted = args["_names"][1]
+        table = syscall_numbers()
+        if table and wanted not in table:
+            raise SemanticError(f"unknown system call '{wanted}'")
+        suffix = ".return" if is_return else ""
+        return [Built(point=f"syscall.{wanted}{suffix}", family="syscall",
+                      params={"syscall": wanted, "nr": table.get(wanted, -1), "return": is_return},
+                      provides=_provides(is_return), target=_target(is_return))]
+
+    return build
+
+
+def _any(is_return: bool):
+    def build(pp: ProbePoint, args: dict[str, Any], ctx: BuildContext) -> list[Built]:
+        suffix = ".return" if is_return else ""
+        return [Built(point=f"syscall_any{suffix}", family="syscall",
+                      params={"syscall": "*", "nr": -1, "return": is_return},
+                      provides=_provides(is_return), target=_target(is_return))]
+
+    return build
+
+
+def expand_names() -> list[str]:
+    """Concrete names a ``syscall.*`` wildcard expands to."""
+    return sorted(syscall_numbers())
+
+
+SHAPES = [
+    shape(f"syscall.{ANY}", "syscall", _named(False), expand_names),
+    shape(f"syscall.{ANY}.return", "syscall", _named(True), expand_names),
+    shape("syscall_any", "syscall", _any(False)),
+    shape("syscall_any.return", "syscall", _any(True)),
+]

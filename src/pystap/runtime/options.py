@@ -1,0 +1,47 @@
+"""What the caller of :func:`pystap.runtime.run_module` may choose about a run."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from typing import Any, Protocol, TextIO
+
+
+class EventSource(Protocol):
+    """Kernel-probe records, delivered by whoever installed the probes.
+
+    ``fileno()`` becomes readable when records are waiting; ``read_batch()``
+    returns them as ``(probe_id, fields)`` pairs (``probe_id`` is a manifest
+    probe id, ``fields`` JSON-like data such as ``pid``, ``tid``, ``uid``,
+    ``comm``, ``cpu`` and the probe's own values).  An empty batch after
+    readability means the source is finished.
+    """
+
+    def fileno(self) -> int: ...
+
+    def read_batch(self) -> list[tuple[int, dict[str, Any]]]: ...
+
+
+@dataclass
+class RunOptions:
+    """Pass-5 options (the module itself carries everything decided at translation).
+
+    ``output``: a path (``-o FILE``) or ``None`` for ``stdout``;
+    ``stdout``/``stderr``: the streams to use (binary streams or text streams
+    with a ``buffer``); ``target_pid``: ``-x PID``; ``command``: ``-c CMD``
+    (started after the begin probes, ``target()`` is its pid, the session ends
+    when it exits); ``timeout``: ``-T SECONDS``; ``globals``: ``-G`` /
+    ``name=value`` assignments; ``limits``: ``-D NAME=VALUE`` overrides of
+    the limits recorded in the module; ``verbose``: ``-v`` count.
+    """
+
+    output: str | None = None
+    stdout: TextIO | Any = field(default_factory=lambda: sys.stdout)
+    stderr: TextIO | Any = field(default_factory=lambda: sys.stderr)
+    target_pid: int | None = None
+    command: str | None = None
+    timeout: float | None = None
+    globals: dict[str, str] = field(default_factory=dict)
+    limits: dict[str, int] = field(default_factory=dict)
+    verbose: int = 0
+    handle_signals: bool = True

@@ -1,0 +1,149 @@
+"""The names generated handler code may use: the module ABI of the runtime.
+
+Code generation (pass 3) emits Python that refers only to the names built
+here, plus its own ``G_*`` (globals), ``probe_*``/``fn_*`` (handlers and
+script functions) and ``_F*``/``_R*`` (compiled formats and regexes).  The
+runtime execs that code in a fresh namespace from :func:`build_namespace`
+and nothing else, so a module cannot reach anything the runtime does not
+hand it on purpose (no ``__builtins__`` beyond a short allowlist).
+
+Calling conventions: tapset functions are ``_b_<name>(c, *args)``;
+arithmetic helpers take int64 operands and return int64; ``where`` strings
+name the token of an error (``operator '/' at <input>:1:22``).
+"""
+
+from __future__ import annotations
+
+import builtins
+from collections.abc import Callable
+from typing import Any
+
+from pystap.runtime import (
+    arith,
+    printf,
+    regex,
+    stats,
+    tapset_context,
+    tapset_misc,
+    tapset_strings,
+    tapset_time,
+)
+from pystap.runtime.errors import AbortRequest, MaxActionError, NextProbe, StapRuntimeError
+from pystap.runtime.maps import GlobalMap, sorted_keys
+
+TAPSET_FUNCTIONS: dict[str, Callable[..., Any]] = {
+    **tapset_strings.FUNCTIONS,
+    **tapset_context.FUNCTIONS,
+    **tapset_time.FUNCTIONS,
+    **tapset_misc.FUNCTIONS,
+}
+
+# The only Python builtins generated code may call.
+_SAFE_BUILTINS = ("len", "str", "int", "list", "tuple", "range", "min", "max", "abs", "chr", "ord",
+                  "isinstance", "Exception", "RecursionError")
+
+
+def _maxact() -> None:
+    raise MaxActionError()
+
+
+def _nest_error() -> None:
+    raise StapRuntimeError("MAXNESTING exceeded")
+
+
+def _regex_match(c: Any, compiled: Any, text: str) -> int:
+    m = compiled.search(text)
+    if m is None:
+        return 0
+    c.match = m
+    return 1
+
+
+def _hist_bucket(stat: stats.Stat | None, spec: stats.HistSpec, index: int) -> int:
+    if stat is None or stat.count == 0:
+        raise StapRuntimeError("empty aggregate")
+    return stat.bucket(index)
+
+
+def _hist_keys(stat: stats.Stat | None) -> list[int]:
+    """Bucket numbers a ``foreach`` over a histogram visits (non-empty buckets)."""
+    if stat is None or stat.hist is None:
+        return []
+    return [i for i, n in enumerate(stat.hist) if n]
+
+
+def _fmt_long(v: int) -> str:
+    return str(v)
+
+
+def _display(c: Any, name: str, value: Any, kind: str, key_types: str) -> None:
+    """The unread-global display SystemTap appends as a synthetic end probe."""
+    w = c.w
+    if not key_types:
+        if kind == "stats":
+            if value.count == 0:
+                w(f"{name} @count=0x0\n")
+            else:
+                w(f"{name} {_stat_line(value)}\n")
+        elif kind == "string":
+            w(f'{name}="{value}"\n')
+        else:
+            w(f"{name}={printf.number(value, 16, -1, -1, printf.SPECIAL)}\n")
+        return
+    keys = sorted_keys(value, 0, -1, "@count")
+    for key in keys:
+        parts = key if isinstance(key, tuple) else (key,)
+        idx = ",".join(f'"{k}"' if t == "s" else str(k) for k, t in zip(parts, key_types, strict=True))
+        v = value.d[key]
+        if kind == "stats":
+            w(f"{name}[{idx}] {_stat_line(v)}\n")
+        elif kind == "string":
+            w(f'{name}[{idx}]="{v}"\n')
+        else:
+            w(f"{name}[{idx}]={printf.number(v, 16, -1, -1, printf.SPECIAL)}\n")
+
+
+def _stat_line(s: stats.Stat) -> str:
+    return f"@count={s.count} @min={s.min} @max={s.max} @sum={s.sum} @avg={s.avg()}"
+
+
+def build_namespace(session: Any) -> dict[str, Any]:
+    """A fresh namespace for one module's code, bound to ``session``'s limits."""
+    limits = session.limits
+    maxmap = limits["MAXMAPENTRIES"]
+
+    def new_map(name: str, arity: int, kind: str, size: int | None = None, wrap: bool = False,
+                hist: stats.HistSpec | None = None, shift: int = -1) -> GlobalMap:
+        return GlobalMap(name, arity, kind, size=size, wrap=wrap, maxmapentries=maxmap, hist=hist,
+                         shift=shift)
+
+    def new_hist(kind: str, start: int = 0, stop: int = 0, interval: int = 0) -> stats.HistSpec:
+        spec = stats.HistSpec(kind, start, stop, interval)
+        if kind == "linear":
+            warning = stats.linear_warning(start, stop, interval)
+            if warning:
+                session.warn(warning)
+        return spec
+
+    safe = {name: getattr(builtins, name) for name in _SAFE_BUILTINS}
+    ns: dict[str, Any] = {
+        "__builtins__": safe,
+        "__name__": "pystap_module",
+        "_SL": limits["MAXSTRINGLEN"] - 1,
+        "_MAXNEST": limits["MAXNESTING"],
+        "_add": arith.add, "_sub": arith.sub, "_mul": arith.mul, "_div": arith.div, "_mod": arith.mod,
+        "_shl": arith.shl, "_shr": arith.shr, "_lshr": arith.lshr, "_neg": arith.neg, "_wrap": arith.wrap,
+        "_Err": StapRuntimeError, "_Next": NextProbe, "_Abort": AbortRequest, "_MaxAct": MaxActionError,
+        "_maxact": _maxact, "_nest_error": _nest_error,
+        "_Map": new_map, "_Stat": stats.Stat, "_Hist": new_hist, "_agg": stats.aggregate,
+        "_hist_render": stats.render_histogram, "_hist_bucket": _hist_bucket, "_hist_keys": _hist_keys,
+        "_keys": sorted_keys, "_fmt": printf.compile_format, "_re": regex.compile_ere,
+        "_rmatch": _regex_match, "_display": _display, "_lstr": _fmt_long,
+    }
+    for name, fn in TAPSET_FUNCTIONS.items():
+        ns["_b_" + name] = fn
+    return ns
+
+
+def provided_functions() -> frozenset[str]:
+    return frozenset(TAPSET_FUNCTIONS)

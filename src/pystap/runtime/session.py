@@ -1,0 +1,492 @@
+"""The session engine: begin/end/error ordering, the event loop, shutdown.
+
+States follow SystemTap's ``session_state()``: STARTING while begin probes
+run, RUNNING while timers and events fire, STOPPING after ``exit()`` (end
+probes run), ERROR once more than MAXERRORS run-time errors happened (end
+probes are skipped, error probes run).  A probe only fires in the state its
+kind expects, which is what makes ``exit()`` in a begin probe skip the later
+begin probes, and an error in an end probe skip the remaining ones.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import selectors
+import shlex
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from pystap.modfile import Module
+from pystap.runtime.context import Context
+from pystap.runtime.errors import AbortRequest, MaxActionError, ModuleLoadError, NextProbe, StapRuntimeError
+from pystap.runtime.options import EventSource, RunOptions
+from pystap.runtime.prelude import build_namespace, provided_functions
+from pystap.runtime.timers import IntervalTimer
+
+STARTING, RUNNING, STOPPING, ERROR = "starting", "running", "stopping", "error"
+
+DEFAULT_LIMITS: dict[str, int] = {
+    "MAXACTION": 1000,
+    "MAXNESTING": 10,
+    "MAXSTRINGLEN": 512,
+    "MAXMAPENTRIES": 2048,
+    "MAXERRORS": 0,
+    "MAXSKIPPED": 100,
+}
+_LIMIT_RANGE = {"MAXSTRINGLEN": (2, 1 << 20), "MAXNESTING": (1, 100_000), "MAXMAPENTRIES": (1, 1 << 26)}
+CODE_FILENAME = "<pystap module>"
+
+
+@dataclass
+class RtProbe:
+    """One manifest probe bound to its generated handler."""
+
+    id: int
+    family: str
+    point: str
+    handler: Any
+    params: dict[str, Any]
+    order: int
+
+    @property
+    def sequence(self) -> int:
+        seq = self.params.get("sequence", 0)
+        return seq if isinstance(seq, int) else 0
+
+
+class _Output:
+    """Encodes handler output (latin-1 code points = script bytes) to a binary sink."""
+
+    def __init__(self, stream: Any, close: bool = False) -> None:
+        self.stream = stream
+        if hasattr(stream, "buffer"):
+            self.binary: Any = stream.buffer
+        elif isinstance(stream, io.TextIOBase):
+            self.binary = None
+        else:
+            self.binary = stream
+        self.close_it = close
+
+    def write(self, text: str) -> None:
+        if self.binary is not None:
+            self.binary.write(text.encode("latin-1"))
+        else:
+            self.stream.write(text)
+
+    def flush(self) -> None:
+        (self.binary or self.stream).flush()
+
+    def close(self) -> None:
+        self.flush()
+        if self.close_it:
+            self.stream.close()
+
+
+def _open_output(path: str) -> Any:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666)
+    return os.fdopen(fd, "wb")
+
+
+class Session:
+    """One run of one module."""
+
+    def __init__(self, module: Module, options: RunOptions, events: EventSource | None = None) -> None:
+        self.module = module
+        self.options = options
+        self.events = events
+        self.module_name = module.name
+        self.limits = dict(DEFAULT_LIMITS)
+        mod_limits = module.options.get("limits", {})
+        if isinstance(mod_limits, dict):
+            self.limits.update({k: v for k, v in mod_limits.items() if isinstance(v, int)})
+        self.limits.update(options.limits)
+        for name, (lo, hi) in _LIMIT_RANGE.items():
+            self.limits[name] = min(max(self.limits[name], lo), hi)
+        self.maxaction = self.limits.get("MAXACTION_INTERRUPTIBLE", 10 * self.limits["MAXACTION"])
+        self.maxerrors = self.limits["MAXERRORS"]
+        self.maxstr = self.limits["MAXSTRINGLEN"] - 1
+        hz = module.options.get("hz", 250)
+        self.hz = hz if isinstance(hz, int) and hz > 0 else 250
+        self.state = STARTING
+        self.errors = 0
+        self.skipped = 0
+        self.skipped_ticks = 0
+        self.target_pid = options.target_pid or 0
+        self.stopwatches: dict[str, tuple[int, int | None]] = {}
+        self.indent_counters: dict[Any, int] = {}
+        self.indent_timestamps: dict[Any, int] = {}
+        self.speculations: dict[int, list[str]] = {}
+        self.spec_next = 0
+        self.commands: list[str] = []
+        self.exit_requested = False
+        self.signalled = False
+        self.output_index = 0
+        self.err = _Output(options.stderr)
+        self.out = _Output(options.stdout)
+        self.outbuf: list[str] = []
+        self.ctx = Context(self, self.outbuf.append)
+        self.ns: dict[str, Any] = {}
+        self.locations: dict[int, str] = {}
+        self.probes: list[RtProbe] = []
+        self.child: subprocess.Popen | None = None
+        self._child_gate: int | None = None
+
+    # ---------------------------------------------------------------- messages
+
+    def flush(self) -> None:
+        if self.outbuf:
+            text = "".join(self.outbuf)
+            self.outbuf.clear()
+            self.out.write(text)
+        self.out.flush()
+
+    def stderr_line(self, text: str) -> None:
+        self.flush()
+        self.err.write(text + "\n")
+        self.err.flush()
+
+    def warn(self, msg: str) -> None:
+        self.stderr_line(f"WARNING: {msg}")
+
+    def request_exit(self) -> None:
+        self.exit_requested = True
+        if self.state in (STARTING, RUNNING):
+            self.state = STOPPING
+
+    def queue_command(self, cmd: str) -> None:
+        self.commands.append(cmd)
+
+    def switch_file(self) -> None:
+        """``switch_file()``: continue the ``-o`` output in ``FILE.<n>``."""
+        if not self.options.output:
+            return
+        self.flush()
+        self.out.close()
+        self.output_index += 1
+        self.out = _Output(_open_output(f"{self.options.output}.{self.output_index}"), close=True)
+
+    # ---------------------------------------------------------------- loading
+
+    def load(self) -> None:
+        """Compile and exec the module code, bind handlers, apply ``-G``."""
+        needed = _called_functions(self.module.code)
+        missing = sorted(needed - provided_functions())
+        if missing:
+            raise ModuleLoadError(
+                f"this runtime does not provide function '{missing[0]}' used by the module")
+        try:
+            code = compile(self.module.code, CODE_FILENAME, "exec")
+        except (SyntaxError, ValueError) as exc:
+            raise ModuleLoadError(f"module code does not compile: {exc}") from None
+        self.ns = build_namespace(self)
+        sys.setrecursionlimit(max(sys.getrecursionlimit(), self.limits["MAXNESTING"] * 4 + 1000))
+        try:
+            exec(code, self.ns)  # noqa: S102 - the module's own generated code, after its checks
+        except Exception as exc:
+            raise ModuleLoadError(f"module code failed to initialise: {exc}") from None
+        locs = self.ns.get("_LOC", {})
+        self.locations = locs if isinstance(locs, dict) else {}
+        for order, entry in enumerate(self.module.probes):
+            handler = self.ns.get(entry.handler)
+            if not callable(handler) or not entry.handler.startswith("probe_"):
+                raise ModuleLoadError(f"probe {entry.id} names a missing handler '{entry.handler}'")
+            self.probes.append(RtProbe(entry.id, entry.family, entry.point, handler, entry.params, order))
+        self._apply_global_assignments()
+
+    def _apply_global_assignments(self) -> None:
+        table = self.ns.get("_GLOBALS", {})
+        for name, text in self.options.globals.items():
+            info = table.get(name)
+            if info is None:
+                raise ModuleLoadError(f"no global variable '{name}' in this module (-G {name}={text})")
+            pyname, kind, arity = info
+            if arity:
+                raise ModuleLoadError(f"global '{name}' is an array and cannot be set with -G")
+            if kind == "long":
+                try:
+                    value = int(text, 0)
+                except ValueError:
+                    raise ModuleLoadError(f"-G {name}: '{text}' is not a number") from None
+                from pystap.runtime.arith import wrap
+
+                self.ns[pyname] = wrap(value)
+            elif kind == "string":
+                self.ns[pyname] = text[: self.maxstr]
+            else:
+                raise ModuleLoadError(f"global '{name}' is a statistic and cannot be set with -G")
+
+    # ---------------------------------------------------------------- dispatch
+
+    def fire(self, probe: RtProbe, fields: dict[str, Any] | None = None) -> None:
+        c = self.ctx
+        c.act = self.maxaction
+        c.nest = 0
+        c.pp = probe.point
+        c.pn = probe.point
+        c.probe_type = probe.family
+        c.fields = fields
+        if fields is not None:
+            c.pid = fields.get("pid", self.mypid)
+            c.tid = fields.get("tid", c.pid)
+            c.cpu = fields.get("cpu", 0)
+        else:
+            c.pid = c.tid = self.mypid
+            c.cpu = 0
+        try:
+            probe.handler(c)
+        except NextProbe:
+            pass
+        except (StapRuntimeError, MaxActionError) as exc:
+            self._runtime_error(exc)
+        except AbortRequest:
+            self.request_exit()
+        except RecursionError:
+            self._runtime_error(StapRuntimeError("MAXNESTING exceeded"))
+        if self.commands:
+            self._run_commands()
+
+    def _where(self, exc: BaseException) -> str | None:
+        line = None
+        tb = exc.__traceback__
+        while tb is not None:
+            if tb.tb_frame.f_code.co_filename == CODE_FILENAME:
+                line = tb.tb_lineno
+            tb = tb.tb_next
+        return self.locations.get(line) if line is not None else None
+
+    def _runtime_error(self, exc: StapRuntimeError | MaxActionError) -> None:
+        if exc.where is None:
+            exc.where = self._where(exc)
+        self.stderr_line(f"ERROR: {exc.render()}")
+        self.errors += 1
+        if self.errors > self.maxerrors:
+            self.state = ERROR
+
+    def _run_commands(self) -> None:
+        cmds, self.commands = self.commands, []
+        self.flush()
+        for cmd in cmds:
+            try:
+                subprocess.run(["/bin/sh", "-c", cmd], check=False, stdin=subprocess.DEVNULL)
+            except OSError as exc:
+                self.warn(f"system({cmd!r}) failed: {exc.strerror}")
+
+    # ---------------------------------------------------------------- the run
+
+    def run(self) -> int:
+        self.mypid = os.getpid()
+        self.ctx.pid = self.ctx.tid = self.mypid
+        if self.options.output:
+            try:
+                self.out = _Output(_open_output(self.options.output), close=True)
+            except OSError as exc:
+                self.stderr_line(f"ERROR: cannot open output file {self.options.output}: {exc.strerror}")
+                return 1
+        try:
+            return self._run()
+        finally:
+            self.flush()
+            self.out.close()
+
+    def _by_kind(self, family: str) -> list[RtProbe]:
+        return sorted((p for p in self.probes if p.family == family), key=lambda p: (p.sequence, p.order))
+
+    def _run(self) -> int:
+        if self.options.command:
+            try:
+                self._spawn_command(self.options.command)
+            except OSError as exc:
+                self.stderr_line(f"ERROR: cannot run command '{self.options.command}': {exc.strerror}")
+                return 1
+        old_handlers = self._install_signals()
+        timers: list[tuple[IntervalTimer, RtProbe]] = []
+        try:
+            self.state = STARTING
+            for probe in self._by_kind("begin"):
+                if self.state != STARTING:
+                    break
+                self.fire(probe)
+            if self.state == STARTING:
+                self.state = RUNNING
+            self.flush()
+            self._release_command()
+            if self.state == RUNNING:
+                for probe in self.probes:
+                    if probe.family == "timer":
+                        t = IntervalTimer(int(probe.params.get("interval_ns", 0)),
+                                          int(probe.params.get("randomize_ns", 0)))
+                        timers.append((t, probe))
+                for t, _ in timers:
+                    t.start()
+                self._loop(timers)
+        finally:
+            for t, _ in timers:
+                t.close()
+            self._restore_signals(old_handlers)
+        if self.state == RUNNING:
+            self.state = STOPPING
+        if self.state == STOPPING:
+            for probe in self._by_kind("end"):
+                if self.state != STOPPING:
+                    break
+                self.fire(probe)
+        if self.state == ERROR:
+            for probe in self._by_kind("error"):
+                self.fire(probe)
+        self.flush()
+        self._stop_command()
+        if self.skipped_ticks:
+            self.warn(f"Number of skipped timer ticks: {self.skipped_ticks} (handlers ran late)")
+        if self.errors or self.skipped:
+            self.warn(f"Number of errors: {self.errors}, skipped probes: {self.skipped}")
+        return 1 if self.errors else 0
+
+    def _loop(self, timers: list[tuple[IntervalTimer, RtProbe]]) -> None:
+        sel = selectors.DefaultSelector()
+        try:
+            for t, probe in timers:
+                sel.register(t.fd, selectors.EVENT_READ, ("timer", t, probe))
+            by_id = {p.id: p for p in self.probes}
+            if self.events is not None:
+                sel.register(self.events.fileno(), selectors.EVENT_READ, ("events", None, None))
+            if self._wakeup_r is not None:
+                sel.register(self._wakeup_r, selectors.EVENT_READ, ("signal", None, None))
+            if self._pidfd is not None:
+                sel.register(self._pidfd, selectors.EVENT_READ, ("child", None, None))
+            deadline = None if self.options.timeout is None else time.monotonic() + self.options.timeout
+            if not sel.get_map():
+                # nothing can ever fire: wait for a signal or the timeout (as stap does)
+                pass
+            while self.state == RUNNING:
+                timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
+                if deadline is not None and timeout == 0.0:
+                    self.request_exit()
+                    break
+                ready = sel.select(timeout) if sel.get_map() else (time.sleep(timeout or 3600) or [])
+                for key, _ in ready:
+                    kind, t, probe = key.data
+                    if self.state != RUNNING:
+                        break
+                    if kind == "timer":
+                        n = t.expirations()
+                        if n:
+                            self.skipped_ticks += n - 1
+                            self.fire(probe)
+                    elif kind == "events":
+                        batch = self.events.read_batch()  # type: ignore[union-attr]
+                        if not batch:
+                            sel.unregister(key.fd)
+                        for probe_id, fields in batch:
+                            if self.state != RUNNING:
+                                break
+                            target = by_id.get(probe_id)
+                            if target is None:
+                                self.skipped += 1
+                                continue
+                            self.fire(target, fields)
+                    elif kind == "signal":
+                        try:
+                            os.read(self._wakeup_r, 512)
+                        except BlockingIOError:
+                            pass
+                        if self.signalled:
+                            self.request_exit()
+                    elif kind == "child":
+                        sel.unregister(key.fd)
+                        self.request_exit()
+                self.flush()
+        finally:
+            sel.close()
+
+    # ---------------------------------------------------------------- signals
+
+    _wakeup_r: int | None = None
+    _wakeup_w: int | None = None
+    _pidfd: int | None = None
+    mypid: int = 0
+
+    def _install_signals(self) -> dict[int, Any] | None:
+        if not self.options.handle_signals:
+            return None
+        try:
+            r, w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+            old_fd = signal.set_wakeup_fd(w)
+        except ValueError:  # not the main thread: the caller handles signals
+            os.close(r)
+            os.close(w)
+            return None
+        self._wakeup_r, self._wakeup_w = r, w
+
+        def on_signal(signum: int, frame: Any) -> None:
+            self.signalled = True
+
+        old = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+        old[-1] = old_fd
+        return old
+
+    def _restore_signals(self, old: dict[int, Any] | None) -> None:
+        if old is None:
+            return
+        signal.set_wakeup_fd(old.pop(-1))
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+        for fd in (self._wakeup_r, self._wakeup_w):
+            if fd is not None:
+                os.close(fd)
+        self._wakeup_r = self._wakeup_w = None
+
+    # ---------------------------------------------------------------- -c CMD
+
+    def _spawn_command(self, command: str) -> None:
+        """Start ``-c CMD`` held at a gate, so ``target()`` is known to begin probes."""
+        argv = shlex.split(command)
+        if not argv:
+            raise OSError(22, "empty command")
+        gate_r, gate_w = os.pipe2(os.O_CLOEXEC)
+
+        def wait_gate() -> None:
+            os.read(gate_r, 1)
+
+        self.child = subprocess.Popen(argv, preexec_fn=wait_gate, pass_fds=(), close_fds=True)
+        os.close(gate_r)
+        self._child_gate = gate_w
+        self.target_pid = self.child.pid
+        try:
+            self._pidfd = os.pidfd_open(self.child.pid)
+        except OSError:
+            self._pidfd = None
+
+    def _release_command(self) -> None:
+        if self._child_gate is not None:
+            try:
+                os.write(self._child_gate, b"g")
+            finally:
+                os.close(self._child_gate)
+                self._child_gate = None
+
+    def _stop_command(self) -> None:
+        self._release_command()
+        if self.child is None:
+            return
+        if self.child.poll() is None:
+            self.child.terminate()
+            try:
+                self.child.wait(timeout=2)
+            except subprocess.TimeoutExpired:
+                self.child.kill()
+                self.child.wait()
+        if self._pidfd is not None:
+            os.close(self._pidfd)
+            self._pidfd = None
+
+
+def _called_functions(code: str) -> set[str]:
+    """Tapset functions a module's code calls (every ``_b_<name>`` it mentions)."""
+    import re
+
+    return {m.group(1) for m in re.finditer(r"\b_b_(\w+)", code)}
