@@ -43,16 +43,23 @@ __attribute__((noinline)) int greet(const char *who, int n) {
     return (int)strlen(who) + n;
 }
 
+/* A function whose first instruction the kernel refuses to probe (lock prefix). */
+__asm__(".globl locked\n.type locked, @function\nlocked:\n\tlock incl (%rdi)\n\tret\n"
+        ".size locked, .-locked\n");
+
 static void *worker(void *arg) { return arg; }
 
 int main(int argc, char **argv) {
     long n = argc > 1 ? atol(argv[1]) : 3;
     const char *mode = argc > 2 ? argv[2] : "";
     long sum = 0;
+    uid_t saved_euid = geteuid();
+    if (strchr(mode, 'e') && seteuid(getuid()) != 0) return 3; /* a setuid program dropping privilege */
     if (strchr(mode, 'w')) { /* wait for a line on stdin before working */
         char buf[8];
         if (!fgets(buf, sizeof buf, stdin)) return 2;
     }
+    if (strchr(mode, 'e') && seteuid(saved_euid) != 0) return 4; /* ... and taking it back */
     for (long i = 0; i < n; i++) {
         sum = add(sum, i);
         if (demo_tick_semaphore) DEMO_TICK(-i, sum);

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -59,6 +60,7 @@ def test_function_entry_and_return_values(session: KernelSession, target: Path) 
                    (1, 1, 2, None), (10, None, None, 3), (1, 3, 3, None), (10, None, None, 6)]
     assert {e["comm"] for _, e in events} == {"target"}
     assert len({e["_pid"] for _, e in events}) == 1
+    assert {e["_cpu"] for _, e in events} <= set(session.tracefs.cpus())
     assert reader.lost() == 0
 
 
@@ -118,7 +120,7 @@ def test_process_syscall_by_pid_and_syscall_tapset(session: KernelSession, targe
         proc.communicate("go\n", timeout=10)
     finally:
         proc.kill() if proc.poll() is None else None
-    events = collect(reader, timeout=1.0)
+    events = collect(reader, timeout=0.5)
     mine = [(p, e) for p, e in events if e["_pid"] == proc.pid]
     entries = [e for p, e in mine if p == 1 and e["syscall"] == nr]
     returns = [e for p, e in mine if p == 2 and e["syscall"] == nr]
@@ -216,3 +218,121 @@ def test_background_close(tfs: Tracefs, sid: str, target: Path) -> None:
                                                         "_names": ["process", "function"]}))
     ks.close(wait=False)
     assert ks.join(30)
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"binary": "relative/bin"}, "without an absolute 'binary' path"),
+    ({"build_id": "zz"}, "malformed 'build_id'"),
+    ({"fetch": "a=%di"}, "'fetch' must be a list of strings"),
+    ({"fetch": [1]}, "'fetch' must be a list of strings"),
+    ({"return": "yes"}, "'return' must be true or false"),
+    ({"offset": "0x10"}, "invalid offset"),
+    ({"offset": 1 << 45}, "invalid offset"),
+    ({"semaphore": -1}, "invalid semaphore"),
+])
+def test_malformed_uprobe_params_are_reported(session: KernelSession, target: Path, change, message) -> None:
+    good = entries_for(target, "process.function", {"process": str(target), "function": "add",
+                                                    "_names": ["process", "function"]})
+    bad = {"id": 99, "family": "process.function", "params": {**good[0]["params"], **change}}
+    session.install([*good, bad])
+    assert any(p.startswith("probe #99:") and message in p for p in session.problems), session.problems
+
+
+def test_hostile_binaries_are_refused(session: KernelSession, target: Path, tmp_path: Path) -> None:
+    good = entries_for(target, "process.function", {"process": str(target), "function": "add",
+                                                    "_names": ["process", "function"]})
+    link = tmp_path / "link"
+    link.symlink_to(target)
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    bad = [{"id": 10 + i, "family": "process.function", "params": {**good[0]["params"], "binary": str(p)}}
+           for i, p in enumerate((link, fifo, tmp_path, tmp_path / "missing"))]
+    session.install([*good, *bad])
+    problems = "\n".join(session.problems)
+    assert "probe #10:" in problems and "Too many levels of symbolic links" in problems
+    assert "probe #11:" in problems and "not a regular file" in problems
+    assert "probe #12:" in problems and "probe #13:" in problems
+
+
+def test_uprobe_with_pid_target_sees_only_that_process(session: KernelSession, target: Path) -> None:
+    (entry,) = entries_for(target, "process.function", {"process": str(target), "function": "add",
+                                                        "_names": ["process", "function"]})
+    mine = subprocess.Popen([str(target), "3", "w"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        entry["params"].update({"target": "pid", "pid": mine.pid})
+        reader = session.install([entry])
+        run_target(target, "5")  # another process running the same binary
+        assert mine.communicate("go\n", timeout=10)[0] == "3\n"
+    finally:
+        mine.kill() if mine.poll() is None else None
+        mine.wait()
+    events = collect(reader, 3, timeout=1.0)
+    assert [(e["_pid"], e["arg2"]) for _, e in events] == [(mine.pid, 0), (mine.pid, 1), (mine.pid, 2)]
+
+
+def test_unprobeable_instruction_is_reported_per_event(session: KernelSession, target: Path) -> None:
+    good = entries_for(target, "process.function", {"process": str(target), "function": "add",
+                                                    "_names": ["process", "function"]})
+    locked = entries_for(target, "process.function", {"process": str(target), "function": "locked",
+                                                      "_names": ["process", "function"]}, 5)
+    # The kernel checks the instruction when it places the breakpoint, so the binary must be
+    # mapped by a process when the event is enabled.
+    running = subprocess.Popen([str(target), "1", "w"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        reader = session.install([*good, *locked])
+        assert running.communicate("go\n", timeout=10)[0] == "0\n"
+    finally:
+        running.kill() if running.poll() is None else None
+        running.wait()
+    assert any(p.startswith("probe #5: cannot enable") and "ENOTSUPP" in p for p in session.problems), \
+        session.problems
+    assert [p for p, _ in collect(reader, 1)] == [1]
+
+
+def test_plt_probe_fires(session: KernelSession, target: Path) -> None:
+    entries = entries_for(target, "process.plt", {"process": str(target), "plt": "strlen",
+                                                  "_names": ["process", "plt"]})
+    reader = session.install(entries)
+    run_target(target, "1")
+    events = collect(reader, 1)
+    assert [p for p, _ in events] == [1] and events[0][1]["comm"] == "target"
+
+
+def test_syscall_string_arguments_are_read_in_the_kernel(session: KernelSession, tmp_path: Path) -> None:
+    nr = syscall_numbers().get("openat", 257)
+    reader = session.install([{"id": 4, "family": "syscall",
+                               "params": {"syscall": "openat", "nr": nr, "return": False}}])
+    assert session.problems == []
+    marker = tmp_path / "pystap-marker-file"
+    proc = subprocess.run(["cat", str(marker)], capture_output=True, check=False)
+    assert proc.returncode != 0
+    events = collect(reader, timeout=0.5)
+    mine = [e for p, e in events if p == 4 and e.get("arg2_str") == str(marker)]
+    assert len(mine) == 1
+    e = mine[0]
+    assert e["name"] == "openat" and e["syscall"] == nr and e["_pid"] == e["_tid"] > 0
+    assert abs(e["_time"] - time.monotonic_ns()) < 10 * 10**9
+
+
+def test_syscall_string_ring_overflow_is_counted(session: KernelSession, tmp_path: Path) -> None:
+    nr = syscall_numbers().get("openat", 257)
+    reader = session.install([{"id": 4, "family": "syscall",
+                               "params": {"syscall": "openat", "nr": nr, "return": False}}])
+    calls = 20000  # 336-byte records into a 4 MiB ring that nobody reads meanwhile
+    code = f"import os\nfor i in range({calls}):\n    try: os.open({str(tmp_path / 'x')!r}, 0)\n    except OSError: pass\n"
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+    got = len(collect(reader, timeout=0.3))
+    lost = reader.lost()
+    assert lost > 0 and got + lost >= calls
+
+
+@pytest.mark.parametrize("entry", [
+    {"id": -1, "family": "kernel.trace", "params": {}}, {"id": "1", "family": "kernel.trace", "params": {}},
+    {"id": True, "family": "kernel.trace", "params": {}}, {"id": 1 << 40, "family": "kernel.trace", "params": {}},
+    {"id": 1, "family": 5, "params": {}}, {"id": 1, "family": "kernel.trace", "params": []}, {"family": "x"},
+])
+def test_malformed_entries_are_refused_cleanly(tfs: Tracefs, sid: str, entry) -> None:
+    ks = KernelSession(sid, Level.STAPDEV, 0, tfs)
+    with pytest.raises(KernelError, match="invalid probe id|malformed manifest entry"):
+        ks.install([entry])
+    assert leftovers(tfs, sid) == []

@@ -313,29 +313,53 @@ def _at(src, name):
 )
 @pytest.mark.parametrize("where", ["user", "include-dir"])
 @pytest.mark.parametrize("level", [USR, SYS, DEV], ids=lambda lv: lv.label)
-def test_guru_expressions(make, message, where, level):
-    src = Src("/home/u/t.stp" if where == "user" else "/home/u/inc/lib.stp")
+def test_guru_expressions_in_reached_functions(make, message, where, level):
+    user = Src("/home/u/t.stp")
+    src = user if where == "user" else Src("/home/u/inc/lib.stp")
     node = make(src)
     fn = func(src, "f", block(src, node))
-    f = stapfile(src, functions=[fn], tapset=where != "user", privileged=where != "user")
-    errors = check(script([f], []), level)
+    pr = probe(user, block(user, call(user, "f", referents=[fn])))
+    if where == "user":
+        files = [stapfile(user, probes=[pr], functions=[fn])]
+    else:
+        files = [stapfile(user, probes=[pr]), stapfile(src, functions=[fn], tapset=True, privileged=True)]
+    errors = check(script(files, [derived(user, pr)]), level)
     if message is None or (where != "user" and level is DEV):
         assert errors == []
     else:
         assert summary(errors) == [(message, node.tok.text, src.name, node.tok.loc.line)]
+    assert check(script(files, [derived(user, pr)], DEV, True), DEV, guru=True) == []
+
+
+def test_unreached_functions_of_an_include_dir_do_not_count_but_its_embeds_do():
+    user = Src("/home/u/t.stp")
+    inc = Src("/home/u/inc/lib.stp")
+    unused = func(inc, "unused", block(inc, _at(inc, "@kderef")))
+    unused_c = func(inc, "unused_c", embedded(inc))
+    top = ast.EmbeddedTopLevel(tok=inc.tok("%{ x %}", TokenKind.EMBEDDED), code="x")
+    pr = probe(user, block(user, call(user, "pid")))
+    files = [stapfile(user, probes=[pr]),
+             stapfile(inc, functions=[unused, unused_c], embeds=[top], tapset=True, privileged=True)]
+    assert summary(check(script(files, [derived(user, pr)]), USR)) == [
+        ("embedded code in unprivileged script; need stap -g", top.tok.text, inc.name, top.tok.loc.line)
+    ]
 
 
 @pytest.mark.parametrize("level", [USR, SYS, DEV], ids=lambda lv: lv.label)
-def test_embedded_code_top_level_and_function_body(level):
+@pytest.mark.parametrize("elaborated", [True, False])
+def test_embedded_code_top_level_and_function_body(level, elaborated):
     src = Src("/home/u/t.stp")
     top = ast.EmbeddedTopLevel(tok=src.tok("%{ #include %}", TokenKind.EMBEDDED), code="#include")
     fn = func(src, "f", embedded(src))
-    f = stapfile(src, functions=[fn], embeds=[top])
+    pr = probe(src, block(src, call(src, "f", referents=[fn])))
+    f = stapfile(src, functions=[fn], embeds=[top], probes=[pr])
+    s = script([f], [derived(src, pr)], level) if elaborated else [f]
     msg = "embedded code in unprivileged script; need stap -g"
-    assert summary(check(script([f], []), level)) == [
-        (msg, top.tok.text, src.name, top.tok.loc.line), (msg, fn.body.tok.text, src.name, fn.body.tok.loc.line),
-    ]
-    assert check(script([f], [], DEV, True), DEV, guru=True) == []
+    got = summary(check(s, level))
+    assert (msg, top.tok.text, src.name, top.tok.loc.line) in got
+    assert (msg, fn.body.tok.text, src.name, fn.body.tok.loc.line) in got
+    s = script([f], [derived(src, pr)], DEV, True) if elaborated else [f]
+    assert [e for e in check(s, DEV, guru=True) if "embedded code" in e.message] == []
 
 
 def _lit(src):
@@ -343,23 +367,25 @@ def _lit(src):
 
 
 @pytest.mark.parametrize(
-    ("target", "points", "message"),
+    ("target", "points", "family", "message"),
     [
-        (lambda s: ast.TargetSymbol(tok=s.tok("$x"), name="$x"), ("process", "syscall"),
+        (lambda s: ast.TargetSymbol(tok=s.tok("$x"), name="$x"), ("process", "syscall"), "process.syscall",
          "write to target variable not permitted; need stap -g"),
-        (lambda s: ast.AtVar(tok=s.tok("@var"), name="x"), ("process", "syscall"),
+        (lambda s: ast.AtVar(tok=s.tok("@var"), name="x"), ("process", "syscall"), "process.syscall",
          "write to target variable not permitted; need stap -g"),
-        (lambda s: ast.CastOp(tok=s.tok("@cast"), operand=_lit(s), type_name="task_struct"), ("begin",),
+        (lambda s: ast.CastOp(tok=s.tok("@cast"), operand=_lit(s), type_name="task_struct"), ("begin",), "begin",
          "write to @cast context variable not permitted; need stap -g"),
-        (lambda s: ast.Autocast(tok=s.tok("->"), operand=_lit(s)), ("begin",), "write not permitted; need stap -g"),
-        (lambda s: ast.TargetSymbol(tok=s.tok("$prev"), name="$prev"), ("kernel", "trace"),
+        (lambda s: ast.Autocast(tok=s.tok("->"), operand=_lit(s)), ("begin",), "begin",
+         "write not permitted; need stap -g"),
+        (lambda s: ast.TargetSymbol(tok=s.tok("$prev"), name="$prev"), ("kernel", "trace"), "kernel.trace",
          "write to tracepoint variable '$prev' not permitted; need stap -g"),
-        (lambda s: ast.TargetSymbol(tok=s.tok("$verdict"), name="$verdict"), ("netfilter", "hook"),
+        (lambda s: ast.TargetSymbol(tok=s.tok("$verdict"), name="$verdict"), ("netfilter", "hook"), "netfilter",
          "write to netfilter verdict requires guru mode; need stap -g"),
     ],
 )
 @pytest.mark.parametrize("form", ["assign", "crement"])
-def test_writes_to_target_variables(target, points, message, form):
+@pytest.mark.parametrize("elaborated", [True, False])
+def test_writes_to_target_variables(target, points, family, message, form, elaborated):
     src = Src("/home/u/t.stp")
     t = target(src)
     if form == "assign":
@@ -368,17 +394,24 @@ def test_writes_to_target_variables(target, points, message, form):
         e = ast.Crement(tok=src.tok("++", TokenKind.OPERATOR), op="++", operand=t, prefix=True)
     pr = probe(src, block(src, e), *points)
     f = stapfile(src, probes=[pr])
+
+    def make(level, guru=False):
+        return script([f], [derived(src, pr, family)], level, guru) if elaborated else [f]
+
     for level in (USR, SYS, DEV):
-        assert summary(check(script([f], []), level)) == [(message, t.tok.text, src.name, t.tok.loc.line)]
-    assert check(script([f], []), DEV, guru=True) == []
+        got = [g for g in summary(check(make(level), level)) if "probe point" not in g[0]]
+        assert got == [(message, t.tok.text, src.name, t.tok.loc.line)]
+    assert [e for e in check(make(DEV, True), DEV, guru=True) if "probe point" not in e.message] == []
 
 
 def test_reading_target_variables_is_fine():
     src = Src("/home/u/t.stp")
     read = ast.Assign(tok=src.tok("="), op="=", target=ast.Symbol(tok=src.tok("x"), name="x"),
                       value=ast.TargetSymbol(tok=src.tok("$x"), name="$x"))
-    f = stapfile(src, probes=[probe(src, block(src, read), "process", "syscall")])
-    assert check(script([f], []), USR) == []
+    pr = probe(src, block(src, read), "process", "syscall")
+    f = stapfile(src, probes=[pr])
+    assert check(script([f], [derived(src, pr, "process.syscall")]), USR) == []
+    assert check([f], USR) == []
 
 
 # -- derived probes: families, guru-only families, confinement markers ------------------------------------
@@ -454,3 +487,22 @@ def test_default_trusted_dir_is_the_package_tapset():
 
     assert (builtin_tapset_dir() / "__init__.py").is_file()
     assert Path(builtin_tapset_dir()).is_absolute()
+
+
+def test_a_very_deep_call_chain_is_followed_without_recursion():
+    src = Src("/home/u/t.stp")
+    last = call(src, "kernel_string")
+    fns = [func(src, "f0", block(src, last))]
+    for i in range(1, 5000):
+        fns.append(func(src, f"f{i}", block(src, call(src, f"f{i - 1}", referents=[fns[-1]]))))
+    pr = probe(src, block(src, call(src, "f4999", referents=[fns[-1]])))
+    s = script([stapfile(src, probes=[pr], functions=fns)], [derived(src, pr)])
+    assert summary(check(s, USR)) == [(LEVEL_MSG, "kernel_string", src.name, last.tok.loc.line)]
+
+
+def test_resolution_by_name_respects_arity_in_files_mode():
+    src = Src("/home/u/t.stp")
+    two = func(src, "helper", block(src, call(src, "kernel_string")))
+    two.params = [ast.Param(tok=src.tok("a"), name="a"), ast.Param(tok=src.tok("b"), name="b")]
+    pr = probe(src, block(src, call(src, "helper")))  # helper() with no arguments: not the 2-ary one
+    assert check([stapfile(src, probes=[pr], functions=[two])], USR) == []

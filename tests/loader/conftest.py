@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from pystap import modfile
+from pystap.loader import foreground
 
 USER_UID = 40101
 USER_GID = 40100
@@ -44,7 +45,7 @@ def make_module(level: str = "stapusr", *, name: str = "m", code: str | None = N
     return modfile.dump(modfile.Module(
         name=name, translator="pystap test", privilege=level, release=os.uname().release,
         arch=os.uname().machine, script_digest="0" * 64, probes=probes,
-        code=code if code is not None else "def probe_0(ctx):\n    pass\n",
+        code=code if code is not None else f'def probe_0(c):\n    _b_log(c, "running {level}")\n    _b_exit(c)\n',
     ))
 
 
@@ -113,41 +114,20 @@ class Daemon:
         return len(os.listdir(f"/proc/{self.proc.pid}/fd"))
 
 
-def _wait_ready(proc: subprocess.Popen, sock: Path) -> None:
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"pystapd exited: {proc.stderr.read() if proc.stderr else ''}")
-        if sock.exists():
-            return
-        time.sleep(0.02)
-    raise RuntimeError("pystapd did not start")
-
-
-def start_daemon(base: Path, extra_config: str = "") -> Daemon:
+def start_daemon(base: Path, limits: dict | None = None) -> Daemon:
     blessed = base / "blessed"
     signers = base / "signers"
     home = base / "home"
     for d in (blessed, signers, home):
         d.mkdir(mode=0o755)
     os.chown(home, USER_UID, USER_GID)
-    config = base / "pystapd.toml"
+    (base / "run").mkdir(mode=0o755)
     sock = base / "run" / "pystapd.sock"
     log = base / "pystapd.log"
-    config.write_text(
-        f'socket = "{sock}"\nblessed_dir = "{blessed}"\nsigner_store = "{signers}"\nlog_file = "{log}"\n'
-        f"{extra_config}\n"
-        f"[groups]\nstapusr = {GIDS['stapusr']}\nstapsys = {GIDS['stapsys']}\nstapdev = {GIDS['stapdev']}\n"
-    )
-    proc = subprocess.Popen([sys.executable, "-m", "pystap.cli.stapd", "--config", str(config), "-f"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        _wait_ready(proc, sock)
-    except BaseException:
-        proc.kill()
-        proc.wait()
-        raise
-    return Daemon(base, sock, config, blessed, signers, home, log, proc)
+    config = foreground.write_config(base / "pystapd.toml", socket=sock, blessed_dir=blessed,
+                                     signer_store=signers, log_file=log, groups=GIDS, limits=limits)
+    handle = foreground.start(config, sock, output=base / "pystapd.out", log=log)
+    return Daemon(base, sock, config, blessed, signers, home, log, handle.proc)
 
 
 def stop_daemon(daemon: Daemon) -> None:
@@ -158,9 +138,6 @@ def stop_daemon(daemon: Daemon) -> None:
         except subprocess.TimeoutExpired:
             daemon.proc.kill()
             daemon.proc.wait()
-    for stream in (daemon.proc.stdout, daemon.proc.stderr):
-        if stream:
-            stream.close()
 
 
 def make_base() -> Path:

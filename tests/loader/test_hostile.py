@@ -19,7 +19,7 @@ from pystap.loader.protocol import FrameType
 
 from .conftest import make_base, make_module, start_daemon, stop_daemon
 
-LIMITS = "[limits]\nrequest_timeout = 1.0\nmax_sessions = 8\nmax_module_bytes = 100000\n"
+LIMITS = {"request_timeout": 1.0, "max_sessions": 8, "max_sessions_per_user": 3, "max_module_bytes": 100000}
 
 
 @pytest.fixture(scope="module")
@@ -340,3 +340,68 @@ def test_status_is_for_root_only(daemon):
         capture_output=True, text=True, check=False, timeout=30,
     )
     assert result.stdout.strip() == "only root may ask for the service status"
+
+
+def test_socket_activation(tmp_path):
+    """systemd hands the listening socket over as fd 3 (LISTEN_PID/LISTEN_FDS)."""
+    if os.geteuid() != 0:
+        pytest.skip("pystapd needs root")
+    if shutil.which("systemd-socket-activate") is None:
+        pytest.skip("systemd-socket-activate is not installed")
+    sock_path = tmp_path / "activated.sock"
+    config = tmp_path / "c.toml"
+    config.write_text(f'socket = "{tmp_path / "unused.sock"}"\nblessed_dir = "{tmp_path}"\n'
+                      f'signer_store = "{tmp_path}"\nlog_file = "{tmp_path / "log"}"\n')
+    proc = subprocess.Popen(["systemd-socket-activate", "-l", str(sock_path), sys.executable, "-m",
+                             "pystap.cli.stapd", "--config", str(config)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 10
+        while not sock_path.exists() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        from pystap.loader.client import whoami
+
+        info = whoami(sock_path)  # the first connection starts pystapd
+        assert info["uid"] == 0 and info["credentials"] == 0xE
+        assert not (tmp_path / "unused.sock").exists()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+_GREEDY = """
+import socket, sys, time
+from pystap.loader import protocol
+held = []
+for _ in range(3):
+    s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); held.append(s)
+time.sleep(0.3)
+s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1])
+print(protocol.recv_frame(s, {protocol.FrameType.ERROR: 9999}).json()["message"])
+"""
+
+
+def test_one_user_cannot_take_every_slot(clean):
+    result = subprocess.run(
+        ["setpriv", "--reuid=40101", "--regid=40100", "--clear-groups", sys.executable, "-c", _GREEDY,
+         str(clean.socket)], capture_output=True, text=True, check=False, timeout=30,
+    )
+    assert result.stdout.strip() == "too many sessions for uid 40101 (limit 3)", result.stderr
+
+
+def test_client_chosen_paths_cannot_forge_log_lines(clean):
+    data = make_module()
+    sock = connect(clean)
+    try:
+        request = load_request(module="bytes", module_size=len(data), path="/x\ndecision allowed rule=root")
+        protocol.send_json(sock, FrameType.REQUEST, request)
+        protocol.send_frame(sock, FrameType.BLOB, data)
+        kind, _body = answer(sock)
+        assert kind is FrameType.DECISION
+        protocol.send_json(sock, FrameType.CONTROL, {"op": "exit", "status": 0})
+    finally:
+        sock.close()
+    clean.wait_idle()
+    lines = clean.log.read_text().splitlines()
+    assert not [line for line in lines if line.startswith("decision allowed rule=root")]
+    assert any("module=/x\\x0adecision\\x20allowed" in line for line in lines)

@@ -8,7 +8,7 @@ FORBIDDEN = ("pystap.lang", "pystap.translate", "pystap.probes", "pystap.runtime
              "pystap.tapset", "pystap.server")
 ALLOWED_PYSTAP = ("pystap.privilege", "pystap.paths", "pystap.modfile", "pystap.signing", "pystap.policy",
                   "pystap.loader", "pystap.cli.stapd", "pystap.cli", "pystap.kernel")
-ALLOWED_THIRD_PARTY = ("cryptography", "cffi", "_cffi_backend", "pycparser")
+ALLOWED_THIRD_PARTY = ("cryptography", "_openssl", "cffi", "_cffi_backend", "pycparser")
 
 CODE = """
 import json, sys

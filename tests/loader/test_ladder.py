@@ -44,7 +44,7 @@ def expected(caller, kind, level, location):
             return (True, creds, "signature", ())
         msg = MSG_INSUFFICIENT.format(cred=caller, path=PATH, req=level)
         return (False, PR_NONE, "insufficient", (msg,))
-    head = (("why",) if kind in (VerdictKind.EXPIRED, VerdictKind.REVOKED, VerdictKind.ERROR) else ())
+    head = (("why",) if kind is not VerdictKind.UNSIGNED else ())
     head += (MSG_UNVERIFIED.format(path=PATH),)
     if location.ok:
         return (True, PR_ALL, "blessed", head)
@@ -86,8 +86,10 @@ def test_signed_but_insufficient_does_not_fall_back_to_blessed_directory():
     assert not got.allowed and got.rule == "insufficient"
 
 
-def test_untrusted_and_unsigned_say_nothing_more_than_systemtap():
-    for kind in (VerdictKind.UNSIGNED, VerdictKind.UNTRUSTED):
-        got = decide(LadderInput(uid=5, credentials=PR_STAPUSR, verdict=kind, module_level=PR_STAPUSR,
-                                 module_path=PATH, verdict_message="detail"))
-        assert got.messages == (MSG_UNVERIFIED.format(path=PATH),)
+def test_unsigned_says_nothing_more_than_systemtap_untrusted_says_which_key():
+    got = decide(LadderInput(uid=5, credentials=PR_STAPUSR, verdict=VerdictKind.UNSIGNED,
+                             module_level=PR_STAPUSR, module_path=PATH, verdict_message="detail"))
+    assert got.messages == (MSG_UNVERIFIED.format(path=PATH),)
+    got = decide(LadderInput(uid=5, credentials=PR_STAPUSR, verdict=VerdictKind.UNTRUSTED,
+                             module_level=PR_STAPUSR, module_path=PATH, verdict_message="key k"))
+    assert got.messages == ("key k", MSG_UNVERIFIED.format(path=PATH))

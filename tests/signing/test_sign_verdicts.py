@@ -9,8 +9,7 @@ import pytest
 from conftest import make_module, store_of
 
 from pystap import modfile
-from pystap.signing import SigningError, VerdictKind, sign_module, verify
-from pystap.signing import envelope, statement
+from pystap.signing import SigningError, VerdictKind, envelope, sign_module, statement, verify
 
 
 def test_ok_carries_verified_statement(key, module_bytes, now):

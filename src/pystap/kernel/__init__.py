@@ -13,6 +13,17 @@ At start (single-threaded)::
     tfs = tracefs.Tracefs(root)
     reaper.reap(tfs)                              # and periodically: reap(tfs, live_sids)
 
+Simplest (the ``loader.session.Installer`` contract)::
+
+    installer = installer.KernelInstaller(tfs)    # Daemon(config, installer=installer)
+    reaper.reap(tfs, {installer_module.sid_for(s.id) for s in live_sessions})
+    installer.close()                             # at daemon exit: joins background teardowns
+
+It picks the mechanism below by the module's privilege, streams
+``(probe_id, timestamp_ns, JSON)`` records through ``session.send_events``
+(context ``pid tid cpu comm uid euid``, probe values as ``$name``) and
+registers the teardown with ``session.own``.
+
 Per session (root/stapsys/stapdev)::
 
     ks = KernelSession(sid, level, uid, tfs)       # sid: [A-Za-z0-9]{1,32}, unique
@@ -22,10 +33,19 @@ Per session (root/stapsys/stapdev)::
     reader.lost()                                 # kernel-dropped events, report at exit
     ks.close(wait=False)                          # teardown in the background; ks.join()
 
+Per session (stapusr: only the user's own processes, see ``usersession``)::
+
+    gates = usersession.SharedGates(tfs)          # once per daemon, closed at exit
+    us = usersession.UserSession(sid, uid, tfs, target_pids, gates=gates,
+                                 follow=False)    # follow: also attach the user's new processes
+    reader = us.install(module.probes)            # same reader interface as above
+    us.close(wait=False); us.join()
+
 ``fields`` holds the probe's values by name plus context keys ``_pid``
-(thread-group id), ``_tid``, ``_time`` (CLOCK_MONOTONIC ns).  stapusr
-sessions are refused by :class:`KernelSession` (no uid filtering exists in
-tracefs); they need per-process perf events with the euid gate.
+(thread-group id), ``_tid``, ``_time`` (CLOCK_MONOTONIC ns).
+:class:`KernelSession` refuses stapusr (tracefs has no uid filtering).
+Every failure is a :class:`KernelError`/:class:`TracefsError` (an
+``OSError``) with a message for the user, or a line in ``.problems``.
 
 Manifest ``params`` per family (what the translator emits)
 ----------------------------------------------------------
@@ -56,13 +76,22 @@ path (target ``path``); ``pid``: int (target ``pid``).
 ``old_pid`` (begin); ``comm``, ``pid``, ``prio``, ``group_dead`` (end);
 ``pid`` (new thread id), ``comm``, ``clone_flags`` (thread.begin).
 
+Uprobe fields: the ``fetch`` names, plus ``__probe_ip`` (entry) or
+``__probe_func``/``__probe_ret_ip`` (return).  The translator's default
+fetch (``pystap.probes.elfsyms``) is ``comm``, ``arg1..arg6`` (entry),
+``retval`` (return), ``v_<param>`` for DWARF parameters, and for SDT marks
+``argN`` plus ``argN_str`` (the user string a pointer-sized arg points to,
+read in the kernel at the hit).
+
 ``process.syscall`` / ``process.syscall.return``: target keys plus
 ``event``: ``"syscall"`` | ``"syscall.return"``.  Fields: ``syscall`` and
 ``arg1..arg6`` (entry), ``syscall`` and ``return`` (return).
 
 ``syscall`` (tapset, stapsys+): ``syscall``: name or ``"*"``, ``nr``: int
 (-1 for ``"*"``), ``return``: bool.  Fields as ``process.syscall`` plus
-``name`` for a named call.
+``name`` for a named call; for the path-taking calls of
+``syscallstrings.STRING_ARGS`` the entry probe also carries ``argN_str``,
+the user string read in the kernel at the call (BPF template).
 
 ``kernel.trace`` (stapsys+): ``system``, ``event`` (``[A-Za-z0-9_]+``).
 Fields: the tracepoint's own fields by name.

@@ -62,13 +62,13 @@ def reap(tfs: Tracefs, live_sids: Collection[str] = (), own_pid: int | None = No
         if not dead:
             live_instance_sids.add(sid)
             continue
-        left = remove_session_objects(tfs, name, None)
+        left = remove_session_objects(tfs, name, None, retries=3)
         (report.failures.extend(left) if left else report.instances.append(name))
     groups = {g for g, _ in tfs.uprobe_groups()}
     for group in sorted(groups):
         m = _GROUP.fullmatch(group)
         if not m or m.group(1) in live_instance_sids:
             continue
-        left = remove_session_objects(tfs, None, group)
+        left = remove_session_objects(tfs, None, group, retries=3)
         (report.failures.extend(left) if left else report.groups.append(group))
     return report

@@ -20,6 +20,7 @@ page ends the page, it never raises into the daemon.
 
 from __future__ import annotations
 
+import heapq
 import os
 import re
 import select
@@ -37,8 +38,11 @@ MISSED_EVENTS = 1 << 31
 MISSED_STORED = 1 << 30
 PADDING, TIME_EXTEND, TIME_STAMP = 29, 30, 31
 TS_SHIFT = 27
+COMMON_SKIP = ("common_type", "common_flags", "common_preempt_count")
 
-_FIELD = re.compile(r"field:(?P<decl>[^;]*);\s*offset:(?P<off>\d+);\s*size:(?P<size>\d+);\s*signed:(?P<signed>\d);")
+_FIELD = re.compile(
+    r"field:(?P<decl>[^;]*);\s*offset:(?P<off>\d+);\s*size:(?P<size>\d+);\s*signed:(?P<signed>\d);"
+)
 _INT_CODES = {1: "b", 2: "h", 4: "i", 8: "q"}
 
 
@@ -62,18 +66,22 @@ class EventFormat:
     id: int
     name: str
     fields: list[Field]
+    skip: frozenset[str] = frozenset()  # fields left out of the dict (decoded as padding)
+    rename: dict[str, str] = field(default_factory=dict)  # field name -> dict key
     _struct: struct.Struct = field(init=False, repr=False)
     _names: tuple[str, ...] = field(init=False, repr=False)
-    _post: tuple[tuple[int, str, int, int], ...] = field(init=False, repr=False)
+    _post: tuple[tuple[int, str], ...] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         fmt = ["<"]
         pos = 0
         names: list[str] = []
-        post: list[tuple[int, str, int, int]] = []
+        post: list[tuple[int, str]] = []
         for f in sorted(self.fields, key=lambda x: x.offset):
             if f.offset < pos:
                 raise FormatError(f"overlapping field '{f.name}' in event {self.name}")
+            if f.name in self.skip:
+                continue
             if f.offset > pos:
                 fmt.append(f"{f.offset - pos}x")
             if f.kind == "int":
@@ -83,11 +91,11 @@ class EventFormat:
                 fmt.append(code if f.signed else code.upper())
             elif f.kind == "data_loc":
                 fmt.append("I")
-                post.append((len(names), "data_loc", 0, 0))
+                post.append((len(names), "data_loc"))
             else:
                 fmt.append(f"{f.size}s")
-                post.append((len(names), f.kind, 0, 0))
-            names.append(f.name)
+                post.append((len(names), f.kind))
+            names.append(self.rename.get(f.name, f.name))
             pos = f.offset + f.size
         self._struct = struct.Struct("".join(fmt))
         self._names = tuple(names)
@@ -99,17 +107,23 @@ class EventFormat:
 
     def decode(self, payload: bytes | memoryview) -> dict[str, Any] | None:
         """Field values of one record (None when the record is too short)."""
-        if len(payload) < self._struct.size:
+        return self.decode_from(payload, 0, len(payload))
+
+    def decode_from(self, buf: bytes | memoryview, start: int, stop: int) -> dict[str, Any] | None:
+        """Field values of the record ``buf[start:stop]``, without slicing it first."""
+        if stop - start < self._struct.size:
             return None
-        values = list(self._struct.unpack_from(payload))
-        for index, kind, _, _ in self._post:
+        if not self._post:
+            return dict(zip(self._names, self._struct.unpack_from(buf, start), strict=True))
+        values = list(self._struct.unpack_from(buf, start))
+        for index, kind in self._post:
             raw = values[index]
             if kind == "data_loc":
                 off, length = raw & 0xFFFF, raw >> 16
-                if off + length > len(payload):
+                if start + off + length > stop:
                     values[index] = ""
                     continue
-                raw = bytes(payload[off:off + length])
+                raw = bytes(buf[start + off:start + off + length])
             if kind == "bytes":
                 values[index] = bytes(raw)
                 continue
@@ -158,6 +172,15 @@ def parse_format(text: str) -> EventFormat:
     return EventFormat(ident, name, fields)
 
 
+def session_decoder(fmt: EventFormat) -> EventFormat:
+    """The same format decoding straight into the reader's dict shape.
+
+    The common fields other than the pid are skipped and ``common_pid``
+    becomes ``_tid``, so the hot path builds one dict and edits nothing.
+    """
+    return EventFormat(fmt.id, fmt.name, fmt.fields, frozenset(COMMON_SKIP), {"common_pid": "_tid"})
+
+
 @dataclass
 class PageStats:
     """What page decoding saw: events, lost-before-page notices and counts."""
@@ -168,60 +191,58 @@ class PageStats:
     malformed: int = 0
 
 
-Sink = Callable[[int, int, memoryview], None]
+Sink = Callable[[int, int, bytes, int, int], None]
 
 
-def decode_page(page: bytes | memoryview, sink: Sink, stats: PageStats) -> int:
-    """Walk one sub-buffer page; call ``sink(type_id, ts, payload)`` for each event.
+def decode_page(page: bytes, sink: Sink, stats: PageStats) -> int:
+    """Walk one sub-buffer page; call ``sink(type_id, ts, page, start, stop)`` for each event.
 
+    The payload is ``page[start:stop]``; passing offsets instead of slices
+    keeps the per-event cost down (this loop runs for every event).
     Returns the page's final timestamp.  Lost-event markers are counted in
     ``stats``; a malformed page stops at the first inconsistency.
     """
-    mv = memoryview(page)
-    if len(mv) < PAGE_HEADER.size:
+    total = len(page)
+    if total < PAGE_HEADER.size:
         stats.malformed += 1
         return 0
-    ts, commit = PAGE_HEADER.unpack_from(mv, 0)
+    ts, commit = PAGE_HEADER.unpack_from(page, 0)
     size = commit & COMMIT_SIZE_MASK
     end = PAGE_HEADER.size + size
-    if end > len(mv):
+    if end > total:
         stats.malformed += 1
-        end = len(mv)
+        end = total
     if commit & MISSED_EVENTS:
         stats.missed_pages += 1
-        if commit & MISSED_STORED and end + 8 <= len(mv):
-            stats.missed_events += I64.unpack_from(mv, end)[0]
+        if commit & MISSED_STORED and end + 8 <= total:
+            stats.missed_events += I64.unpack_from(page, end)[0]
     pos = PAGE_HEADER.size
     unpack = U32.unpack_from
+    unpack16 = U16.unpack_from
+    events = 0
     while pos + 4 <= end:
-        header = unpack(mv, pos)[0]
+        header = unpack(page, pos)[0]
         type_len = header & 0x1F
-        delta = header >> 5
-        if type_len == 0:
+        if 0 < type_len <= 28:
+            start = pos + 4
+            pos = start + type_len * 4
+            if pos > end:
+                stats.malformed += 1
+                break
+        elif type_len == 0:
             if pos + 8 > end:
                 stats.malformed += 1
                 break
-            length = unpack(mv, pos + 4)[0]
-            if length < 4 or pos + 4 + length > end:
+            length = unpack(page, pos + 4)[0]
+            start = pos + 8
+            pos += 4 + length
+            if length < 4 or pos > end:
                 stats.malformed += 1
                 break
-            ts += delta
-            sink_payload = mv[pos + 8:pos + 4 + length]
-            pos += 4 + length
-        elif type_len <= 28:
-            length = type_len * 4
-            if pos + 4 + length > end:
-                stats.malformed += 1
-                break
-            ts += delta
-            sink_payload = mv[pos + 4:pos + 4 + length]
-            pos += 4 + length
         elif type_len == PADDING:
-            if delta == 0:
+            if header >> 5 == 0 or pos + 8 > end:
                 break
-            if pos + 8 > end:
-                break
-            length = unpack(mv, pos + 4)[0]
+            length = unpack(page, pos + 4)[0]
             if length < 4:
                 stats.malformed += 1
                 break
@@ -231,20 +252,22 @@ def decode_page(page: bytes | memoryview, sink: Sink, stats: PageStats) -> int:
             if pos + 8 > end:
                 stats.malformed += 1
                 break
-            ts += (unpack(mv, pos + 4)[0] << TS_SHIFT) + delta
+            ts += (unpack(page, pos + 4)[0] << TS_SHIFT) + (header >> 5)
             pos += 8
             continue
         else:  # TIME_STAMP: absolute, top bits kept from the page stamp
             if pos + 8 > end:
                 stats.malformed += 1
                 break
-            low = (unpack(mv, pos + 4)[0] << TS_SHIFT) + delta
+            low = (unpack(page, pos + 4)[0] << TS_SHIFT) + (header >> 5)
             ts = (ts & ~((1 << 59) - 1)) | low
             pos += 8
             continue
-        if len(sink_payload) >= 2:
-            stats.events += 1
-            sink(U16.unpack_from(sink_payload, 0)[0], ts, sink_payload)
+        ts += header >> 5
+        if pos - start >= 2:
+            events += 1
+            sink(unpack16(page, start)[0], ts, page, start, pos)
+    stats.events += events
     return ts
 
 
@@ -272,6 +295,10 @@ class CpuStats:
         return self.overrun + self.dropped + self.commit_overrun
 
 
+def _first(item: tuple[int, int, bytes, int, int, int]) -> int:
+    return item[0]
+
+
 class RawReader:
     """Non-blocking reader of every CPU's ``trace_pipe_raw`` of one instance.
 
@@ -281,11 +308,12 @@ class RawReader:
     single event to wake it.
     """
 
-    def __init__(self, fds: Iterable[int], page_size: int = 4096) -> None:
+    def __init__(self, fds: Iterable[int], page_size: int = 4096, cpus: Iterable[int] | None = None) -> None:
         self.fds = list(fds)
+        self.cpus = list(cpus) if cpus is not None else list(range(len(self.fds)))
+        self.current_cpu = -1  # the CPU whose record ``sink`` is being called for
         self.page_size = page_size
         self.stats = PageStats()
-        self._buf = bytearray(page_size)
         self._epoll = select.epoll()
         for fd in self.fds:
             self._epoll.register(fd, select.EPOLLIN)
@@ -293,23 +321,54 @@ class RawReader:
     def poll(self, timeout: float) -> bool:
         return bool(self._epoll.poll(timeout))
 
-    def drain(self, sink: Sink, max_pages: int = 1 << 30) -> int:
-        """Read and decode every page available now; return pages read."""
+    def drain(self, sink: Sink, *, ordered: bool = True, max_pages: int = 1 << 30) -> int:
+        """Read and decode every page available now; return how many CPUs had events.
+
+        Each CPU's buffer is ordered in time, but a task migrates between
+        CPUs, so its thread-creation record can sit on one CPU and its exit
+        on another.  ``ordered`` merges the CPUs by time *before* calling
+        ``sink`` (needed when the consumer keeps state across events);
+        otherwise each CPU is decoded straight through (faster) and the
+        caller sorts its output when more than one CPU contributed.
+        """
+        per_cpu: list[list[tuple[int, int, bytes, int, int, int]]] = []
         pages = 0
-        buf = self._buf
-        for fd in self.fds:
+        busy = 0
+        size = self.page_size
+        stats = self.stats
+        for fd, cpu in zip(self.fds, self.cpus, strict=True):
+            self.current_cpu = cpu
+            events: list[tuple[int, int, bytes, int, int, int]] = []
+            target: Sink
+            if ordered:
+                add = events.append
+
+                def target(type_id: int, ts: int, buf: bytes, start: int, stop: int,
+                           add=add, cpu=cpu) -> None:
+                    add((ts, type_id, buf, start, stop, cpu))
+            else:
+                target = sink
+            before = stats.events
             while pages < max_pages:
                 try:
-                    n = os.readv(fd, [buf])
+                    page = os.read(fd, size)
                 except BlockingIOError:
                     break
                 except InterruptedError:
                     continue
-                if n <= 0:
+                if not page:
                     break
                 pages += 1
-                decode_page(memoryview(buf)[:n], sink, self.stats)
-        return pages
+                decode_page(page, target, stats)
+            if stats.events != before:
+                busy += 1
+            if events:
+                per_cpu.append(events)
+        for ts, type_id, buf, start, stop, cpu in (per_cpu[0] if len(per_cpu) == 1
+                                                  else heapq.merge(*per_cpu, key=_first)):
+            self.current_cpu = cpu
+            sink(type_id, ts, buf, start, stop)
+        return busy
 
     def close(self) -> None:
         self._epoll.close()

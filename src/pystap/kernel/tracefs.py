@@ -74,13 +74,12 @@ def enter_private_namespace(mountpoint: str = STANDARD_MOUNT) -> str:
 
 def is_tracefs(directory: str) -> bool:
     """True when ``directory`` is a tracefs mount point in this namespace."""
+    wanted = os.path.realpath(directory)
     try:
         with open("/proc/self/mounts", encoding="utf-8", errors="replace") as f:
             for line in f:
                 parts = line.split()
-                if len(parts) >= 3 and parts[2] == "tracefs" and os.path.realpath(parts[1]) == os.path.realpath(
-                    directory
-                ):
+                if len(parts) >= 3 and parts[2] == "tracefs" and os.path.realpath(parts[1]) == wanted:
                     return True
     except OSError:
         return False

@@ -22,6 +22,7 @@ from typing import Any
 
 CLONE_THREAD = 0x00010000
 MAX_TRACKED = 1 << 16
+MAX_FILTER_TIDS = 64
 
 Fields = dict[str, Any]
 Predicate = Callable[[Fields], bool]
@@ -185,11 +186,29 @@ def _syscall_ret(f: Fields) -> Fields:
     return out
 
 
+def _threads(pid: int) -> list[int]:
+    try:
+        return sorted(int(t) for t in os.listdir(f"/proc/{pid}/task") if t.isdigit())[:MAX_FILTER_TIDS]
+    except OSError:
+        return [pid]
+
+
 def _process_syscall(params: Fields, tracker: ProcessTracker) -> TracepointUse:
+    """Every syscall of the machine passes here, so filter in the kernel what we can.
+
+    A pid target is filtered on the threads it has at install time (threads
+    it creates later are missed; documented), other targets exclude the
+    reading daemon itself, whose reads would otherwise feed back.
+    """
     is_return = params.get("event") == "syscall.return"
     pred, path = _target_predicate(params, tracker, "_pid")
-    return TracepointUse("raw_syscalls", "sys_exit" if is_return else "sys_enter", predicate=pred,
-                         mapper=_syscall_ret if is_return else _syscall_args, follows_path=path)
+    use = TracepointUse("raw_syscalls", "sys_exit" if is_return else "sys_enter", predicate=pred,
+                        mapper=_syscall_ret if is_return else _syscall_args, follows_path=path)
+    if params.get("target") == "pid":
+        use.kernel_filter = " || ".join(f"common_pid == {t}" for t in _threads(_pid(params.get("pid"))))
+    else:
+        use.kernel_filter = f"common_pid != {os.getpid()}"
+    return use
 
 
 def _syscall_tapset(params: Fields) -> TracepointUse:
@@ -202,10 +221,11 @@ def _syscall_tapset(params: Fields) -> TracepointUse:
         raise TracepointError(f"invalid syscall number {nr!r}")
     use = TracepointUse("raw_syscalls", "sys_exit" if is_return else "sys_enter",
                         mapper=_syscall_ret if is_return else _syscall_args)
+    use.kernel_filter = f"common_pid != {os.getpid()}"
     if name != "*":
         if nr < 0:
             raise TracepointError(f"syscall '{name}' has no number on this machine")
-        use.kernel_filter = f"id == {nr}"
+        use.kernel_filter = f"id == {nr} && common_pid != {os.getpid()}"
         use.predicate = lambda f: f.get("id") == nr
         mapper = use.mapper
         use.mapper = lambda f: {**mapper(f), "name": name}  # type: ignore[misc]
@@ -218,6 +238,20 @@ def _kernel_trace(params: Fields) -> TracepointUse:
         if not isinstance(value, str) or not _TP_NAME.fullmatch(value):
             raise TracepointError(f"invalid tracepoint name {str(value)[:80]!r}")
     return TracepointUse(system, event)  # type: ignore[arg-type]
+
+
+def uprobe_use(group: str, event: str, params: Fields, tracker: ProcessTracker) -> TracepointUse | None:
+    """The process filter of a uprobe entry in a tracefs session (None: every hit is the entry's).
+
+    A tracefs uprobe fires in every process that maps the file, so a pid
+    target, or a program path when the probed file is a library of it, is
+    selected here by the hitting process (in Python: a pid may gain threads).
+    """
+    target = params.get("target", "any")
+    if target == "any" or (target == "path" and params.get("path") == params.get("binary")):
+        return None
+    pred, path = _target_predicate(params, tracker, "_pid")
+    return TracepointUse(group, event, predicate=pred, follows_path=path)
 
 
 def use_for(family: str, params: Fields, tracker: ProcessTracker) -> TracepointUse:

@@ -22,7 +22,8 @@ from dataclasses import dataclass, field
 from pystap.kernel.tracefs import Tracefs, TracefsError, check_name
 
 REGISTERS = frozenset(
-    ("ax", "bx", "cx", "dx", "si", "di", "bp", "sp", "ip", "r8", "r9", "r10", "r11", "r12", "r13", "r14", "r15")
+    ("ax", "bx", "cx", "dx", "si", "di", "bp", "sp", "ip",
+     "r8", "r9", "r10", "r11", "r12", "r13", "r14", "r15")
 )
 TYPES = frozenset(
     ("u8", "u16", "u32", "u64", "s8", "s16", "s32", "s64", "x8", "x16", "x32", "x64", "string", "ustring")
@@ -35,7 +36,9 @@ NOT_SUPPORTED = 524  # ENOTSUPP: an instruction the kernel cannot probe
 
 _FETCH_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,31}")  # "_" starts the reader's context keys
 _NUM = r"(?:0x[0-9a-fA-F]{1,12}|[0-9]{1,13})"
-_BASE = re.compile(rf"%([a-z0-9]{{2,3}})|\$retval|\$stack(?:[0-9]{{1,2}})?|\$comm|@\+{_NUM}|\\-?[0-9]{{1,19}}")
+_BASE = re.compile(
+    rf"%([a-z0-9]{{2,3}})|\$retval|\$stack(?:[0-9]{{1,2}})?|\$comm|@\+{_NUM}|\\-?[0-9]{{1,19}}"
+)
 _DEREF = re.compile(rf"([+-]{_NUM})\((.*)\)")
 
 
@@ -96,7 +99,8 @@ class UprobeDef:
         check_name(self.group)
         check_name(self.event)
         if not self.target.startswith("/") or any(c.isspace() for c in self.target) or ":" in self.target:
-            raise UprobeError(f"binary path '{self.target[:200]}' cannot be probed (absolute, no spaces or ':')")
+            shown = self.target[:200]
+            raise UprobeError(f"binary path '{shown}' cannot be probed (absolute, no spaces or ':')")
         for value, what in ((self.offset, "offset"), (self.semaphore, "semaphore")):
             if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < MAX_OFFSET:
                 raise UprobeError(f"invalid {what} {value!r}")

@@ -86,7 +86,17 @@ def point_text(pp: ast.ProbePoint, components: list[ast.PPComponent] | None = No
     return text
 
 
-def alias_text(entry: AliasEntry, target: ast.ProbePoint) -> str:
-    """``oneshot += begin``: one step of a derivation chain."""
+def condition_text(pp: ast.ProbePoint) -> str:
+    """`` if (cond)`` as stap shows it after a probe point, or ``""``."""
+    if pp.condition is None:
+        return ""
+    from pystap.lang.printer import print_expr
+
+    return f" if ({print_expr(pp.condition)})"
+
+
+def alias_text(entry: AliasEntry) -> str:
+    """``oneshot += begin``: one step of a derivation chain (the alias as declared)."""
     op = "+=" if entry.alias.epilogue_style else "="
-    return f"{point_text(entry.name)} {op} {point_text(target)}"
+    targets = ", ".join(point_text(t) + condition_text(t) for t in entry.alias.points)
+    return f"{point_text(entry.name)} {op} {targets}"

@@ -486,8 +486,8 @@ class StapFile(Node):
     privileged: bool = False  # tapset file, or user script with -g
     tapset: bool = False
     source: str = field(default="", repr=False)
-    # pass-1 warnings (message, token): "macro redefines built-in operator", "}%"
-    warnings: list[tuple[str, Token]] = ref_list()
+    # pass-1 warnings (diagnostics.Warning_): "macro redefines built-in operator", "}%"
+    warnings: list[Any] = ref_list()
 
 
 # --------------------------------------------------------------------------------------------
@@ -522,6 +522,8 @@ class DerivedProbe(Node):
     derivation: list[str] = field(default_factory=list)
     # locals the runtime fills before the body runs (syscall ``name``, ``argstr`` …)
     provided: dict[str, Type] = field(default_factory=dict)
+    # ``?`` / ``!`` of the point that resolved (only shown by ``-p2``; not part of ``point``)
+    point_mark: str = ""
 
 
 @node
@@ -539,6 +541,7 @@ class ElaboratedScript(Node):
     user_memory_functions: list[str] = field(default_factory=list)  # for confinement markers
     # native functions reached (pystap.tapset.builtins.Builtin), for codegen and -p2
     builtins: list[Any] = field(default_factory=list)
+    warnings: list[Any] = field(default_factory=list)  # diagnostics.Warning_ of pass 2
 
 
 # --------------------------------------------------------------------------------------------

@@ -30,8 +30,12 @@ class Checks:
 
     # -- whole script ---------------------------------------------------------------------
 
-    def run(self, probes: list[ast.DerivedProbe], functions: list[ast.FunctionDecl],
-            globals_: list[ast.GlobalDecl]) -> None:
+    def run(
+        self,
+        probes: list[ast.DerivedProbe],
+        functions: list[ast.FunctionDecl],
+        globals_: list[ast.GlobalDecl],
+    ) -> None:
         for g in globals_:
             if g.wrap and g.arity == 0:
                 self.error("wrapping not supported for scalars", g.tok)
@@ -122,7 +126,7 @@ class Checks:
         if prev is None:
             self._variance[id(decl)] = (shift, n.tok)
         elif prev[0] != shift:
-            self.error(f"conflicting variance shift values declared on '{decl.name}'", n.tok)
+            self.error(f"conflicting bit shifts declared (previously {prev[0]})", n.tok)
 
     # -- regular expressions -----------------------------------------------------------------
 
@@ -139,9 +143,21 @@ def ere_to_python(pattern: str) -> str:
     out: list[str] = []
     i = 0
     n = len(pattern)
-    classes = {"alpha": "a-zA-Z", "digit": "0-9", "alnum": "a-zA-Z0-9", "upper": "A-Z", "lower": "a-z",
-               "space": r" \t\n\r\f\v", "blank": r" \t", "punct": r"!-/:-@\[-`{-~", "xdigit": "0-9A-Fa-f",
-               "cntrl": r"\x00-\x1f\x7f", "print": r" -~", "graph": r"!-~", "word": r"a-zA-Z0-9_"}
+    classes = {
+        "alpha": "a-zA-Z",
+        "digit": "0-9",
+        "alnum": "a-zA-Z0-9",
+        "upper": "A-Z",
+        "lower": "a-z",
+        "space": r" \t\n\r\f\v",
+        "blank": r" \t",
+        "punct": r"!-/:-@\[-`{-~",
+        "xdigit": "0-9A-Fa-f",
+        "cntrl": r"\x00-\x1f\x7f",
+        "print": r" -~",
+        "graph": r"!-~",
+        "word": r"a-zA-Z0-9_",
+    }
     while i < n:
         c = pattern[i]
         if c == "\\":
@@ -167,7 +183,7 @@ def ere_to_python(pattern: str) -> str:
                     end = pattern.find(":]", j + 2)
                     if end < 0:
                         raise ValueError("unterminated character class")
-                    name = pattern[j + 2:end]
+                    name = pattern[j + 2 : end]
                     if name not in classes:
                         raise ValueError(f"unknown character class '{name}'")
                     body.append(classes[name])

@@ -42,6 +42,8 @@ class ParseError(StapError):
     embedded-code refusals, so the refused token is looked at again)."""
 
     def __init__(self, message: str, tok: Token | None = None, skip: bool = True) -> None:
+        if tok is not None and tok.kind is TokenKind.JUNK and tok.junk:
+            message = tok.junk  # SystemTap reports what is wrong with the token instead
         super().__init__(message, tok, "parse")
         self.skip = skip
 
@@ -121,7 +123,7 @@ def format_error(err: StapError, sources: Mapping[str, str] | None = None) -> st
         out.append(f"{err.kind} error: {err.message}")
     elif err.kind == "parse":
         out.append(f"{err.kind} error: {err.message}")
-        if err.tok.kind is TokenKind.JUNK:
+        if err.tok.kind is TokenKind.JUNK and err.tok.junk:
             out.append(f"         at: {err.tok.describe()}")
         else:
             out.append(f"        saw: {err.tok.describe()}")
@@ -130,7 +132,8 @@ def format_error(err: StapError, sources: Mapping[str, str] | None = None) -> st
     if err.tok is not None and err.kind != "input":
         line = _source_line(sources, err.tok)
         if line is not None:
-            prefix = "     source: "
+            # stap indents the source line of semantic errors further than parse errors'
+            prefix = "        source: " if err.kind == "semantic" else "     source: "
             out.append(prefix + line)
             out.append(_caret(prefix, line, err.tok.loc.col))
         chain_tok = err.tok.chain

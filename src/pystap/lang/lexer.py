@@ -52,6 +52,7 @@ _TOKEN = re.compile(
     )?""",
     re.S | re.X,
 )
+_NESTED = "invalid nested substitution of command line arguments"
 _STR_ESCAPE = re.compile(r"\\(.)", re.S)
 _PASSED_ESCAPES = frozenset("abtnvfr01234567\\x")
 
@@ -71,7 +72,7 @@ def _quote_arg(text: str) -> str:
         elif c == "\r":
             out.append("\\r")
         elif c < " " or c == "\x7f":
-            out.append("\\%03o" % ord(c))
+            out.append(f"\\{ord(c):03o}")
         else:
             out.append(c)
     out.append('"')
@@ -118,32 +119,37 @@ class Lexer:
         append = out.append
         sappend = spaced.append
         pos = 0
+        # Line accounting is lazy: newlines are counted only when a token
+        # starts past the next newline (one integer compare per token).
         line = 1
         line_start = 0
-        # Pasted argument text: [pos, freeze_end) keeps the location of the $N.
+        counted = 0  # text before this offset is accounted for
+        next_nl = text.find("\n")
+        if next_nl < 0:
+            next_nl = len(text)
+        # Pasted argument text: tokens starting before freeze_end keep the location of the $N.
         freeze_end = -1
         freeze_loc: SourceLoc | None = None
         end = len(text)
         while pos < end:
             m = match(text, pos)
             kind = m.lastgroup
-            ws_end = m.end("ws")
-            if ws_end > pos:
-                # count lines in the skipped span, outside pasted text
-                a = pos if pos >= freeze_end else freeze_end
-                if ws_end > a:
-                    nl = text.count("\n", a, ws_end)
-                    if nl:
-                        line += nl
-                        line_start = text.rindex("\n", a, ws_end) + 1
+            start = m.end(1)
             if kind == "ws" or kind is None:
                 break
-            start = ws_end
             tend = m.end()
-            suspended = start < freeze_end
-            if suspended:
+            if start < freeze_end:
                 loc = freeze_loc
+                suspended = True
             else:
+                suspended = False
+                if start > next_nl:
+                    line += text.count("\n", counted, start)
+                    line_start = text.rindex("\n", counted, start) + 1
+                    next_nl = text.find("\n", start)
+                    if next_nl < 0:
+                        next_nl = end
+                counted = start
                 loc = SourceLoc(name, line, start - line_start + 1)
             assert loc is not None
             tok: Token | None = None
@@ -166,7 +172,7 @@ class Lexer:
                 if kind == "argc":
                     tend = start + 2
                     if suspended:
-                        tok = Token(_JUNK, "", loc, junk="invalid nested substitution of command line arguments")
+                        tok = Token(_JUNK, "", loc, junk=_NESTED)
                     else:
                         count = str(len(self.args))
                         paste = count if sigil == "$" else f'"{count}"'
@@ -180,7 +186,7 @@ class Lexer:
                         if not (tend < end and "0" <= text[tend] <= "9" and idx <= nargs):
                             break
                     if suspended:
-                        tok = Token(_JUNK, "", loc, junk="invalid nested substitution of command line arguments")
+                        tok = Token(_JUNK, "", loc, junk=_NESTED)
                     elif idx == 0 or idx > nargs:
                         tok = Token(_JUNK, "", loc, junk=f"command line argument out of range [1-{nargs}]")
                     else:
@@ -188,14 +194,19 @@ class Lexer:
                         arg = self.args[idx - 1]
                         paste = arg if sigil == "$" else _quote_arg(arg)
                 if tok is None:
-                    # splice the argument text in and lex it in place
+                    # Splice the argument text in and lex it in place; its own
+                    # newlines do not count, and columns after it stay those of
+                    # the original text.
                     text = text[:tend] + paste + text[tend:]
                     end = len(text)
                     freeze_end = tend + len(paste)
                     freeze_loc = loc
                     line_start += len(paste)
+                    counted = freeze_end
+                    next_nl = text.find("\n", freeze_end)
+                    if next_nl < 0:
+                        next_nl = end
                     self.saw_tokens = True
-                    # the skipped whitespace before $N does not count for the next token
                     pos = tend
                     continue
             elif kind == "emb":
@@ -224,17 +235,11 @@ class Lexer:
                     )
                     tend = end
                 else:
-                    tok = Token(_JUNK, "\\x%02x" % (ord(c) & 0xFF), loc, junk="unknown junk token")
+                    # no explanation: the parser's own message stands, as in SystemTap
+                    tok = Token(_JUNK, f"\\x{ord(c) & 0xFF:02x}", loc)
             append(tok)
-            sappend(ws_end > pos)
+            sappend(start > pos)
             self.saw_tokens = True
-            # line accounting inside the token (strings with \<newline>, embedded code)
-            a = start if start >= freeze_end else freeze_end
-            if tend > a:
-                nl = text.count("\n", a, tend)
-                if nl:
-                    line += nl
-                    line_start = text.rindex("\n", a, tend) + 1
             pos = tend
         self.text = text
         return out, spaced

@@ -59,8 +59,12 @@ def fold_defined(root: ast.Node, target_errors: dict[int, object]) -> ast.Node:
 
     def visit(n: ast.Node) -> ast.Node:
         if isinstance(n, ast.DefinedOp):
-            bad = [x for x in ast.walk(n.operand) if id(x) in target_errors or
-                   isinstance(x, ast.CastOp | ast.AtVar | ast.Autocast | ast.PerfOp | ast.EntryOp)]
+            bad = [
+                x
+                for x in ast.walk(n.operand)
+                if id(x) in target_errors
+                or isinstance(x, ast.CastOp | ast.AtVar | ast.Autocast | ast.PerfOp | ast.EntryOp)
+            ]
             for x in ast.walk(n.operand):
                 target_errors.pop(id(x), None)
             lit = ast.NumberLit(tok=n.tok, value=0 if bad else 1)
@@ -127,8 +131,12 @@ def _fold_binary(op: str, a: int, b: int) -> int | None:
 
 
 _CMP = {
-    "<": lambda a, b: a < b, ">": lambda a, b: a > b, "<=": lambda a, b: a <= b,
-    ">=": lambda a, b: a >= b, "==": lambda a, b: a == b, "!=": lambda a, b: a != b,
+    "<": lambda a, b: a < b,
+    ">": lambda a, b: a > b,
+    "<=": lambda a, b: a <= b,
+    ">=": lambda a, b: a >= b,
+    "==": lambda a, b: a == b,
+    "!=": lambda a, b: a != b,
 }
 
 
@@ -161,7 +169,9 @@ def fold_expr(e: ast.Expr) -> ast.Expr:
         if a is not None and b is not None:
             return _lit(e.tok, int(_CMP[e.op](a, b)))
         if isinstance(e.left, ast.StringLit) and isinstance(e.right, ast.StringLit):
-            return _lit(e.tok, int(_CMP[e.op](e.left.value.encode("latin-1"), e.right.value.encode("latin-1"))))
+            return _lit(
+                e.tok, int(_CMP[e.op](e.left.value.encode("latin-1"), e.right.value.encode("latin-1")))
+            )
     elif isinstance(e, ast.Ternary):
         c = _num(e.cond)
         if c is not None:
@@ -179,7 +189,9 @@ class Optimizer:
     def warn(self, message: str, tok: Token | None) -> None:
         self.warnings.append(Warning_(message, tok))
 
-    def body(self, block: ast.Block, locals_: list[ast.LocalVar], params: list[ast.Param] | None = None) -> None:
+    def body(
+        self, block: ast.Block, locals_: list[ast.LocalVar], params: list[ast.Param] | None = None
+    ) -> None:
         reads = _local_reads(block)
         self._elide_writes(block, {id(v) for v in locals_ if reads.get(id(v), 0) == 0}, locals_)
         self._fold(block)
@@ -200,6 +212,21 @@ class Optimizer:
                     if c:
                         return n.then
                     return n.else_ if n.else_ is not None else ast.NullStatement(tok=n.tok)
+            if (
+                isinstance(n, ast.If)
+                and _empty(n.then)
+                and (n.else_ is None or _empty(n.else_))
+                and not has_side_effects(n.cond)
+            ):
+                self.changed = True
+                return ast.NullStatement(tok=n.tok)
+            if isinstance(n, ast.For):
+                for name in ("init", "incr"):
+                    e = getattr(n, name)
+                    if e is not None and not has_side_effects(e):
+                        self.warn("Eliding side-effect-free expression ", e.tok)
+                        setattr(n, name, None)
+                        self.changed = True
             if isinstance(n, ast.While) and _num(n.cond) == 0:
                 self.changed = True
                 return ast.NullStatement(tok=n.tok)

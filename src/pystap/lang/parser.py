@@ -22,7 +22,7 @@ import sys
 
 from pystap.lang import ast
 from pystap.lang.context import ParseContext
-from pystap.lang.diagnostics import InputError, ParseError, ParseErrors, StapError
+from pystap.lang.diagnostics import InputError, ParseError, ParseErrors, StapError, Warning_
 from pystap.lang.preprocess import Item, c_number, preprocess
 from pystap.lang.printf_format import FormatError, parse_format
 from pystap.lang.tokens import Token, TokenKind
@@ -127,6 +127,7 @@ class Parser:
         self.last: Token | None = None
         self.cur_spaced = False
         self.depth = 0
+        self.ops = 0  # binary operators in the current declaration (see _check_height)
         self.context = "unknown"
         self.has_40 = ctx.has_version("4.0")
         self.has_55 = ctx.has_version("5.5")
@@ -168,15 +169,15 @@ class Parser:
         self.last = None
         self.next_t = None
 
-    def error(self, message: str, tok: Token | None | bool = True, skip: bool = True) -> ParseError:
+    def error(self, message: str, tok: Token | bool | None = True, skip: bool = True) -> ParseError:
         """A parse error at ``tok`` (default: the token last looked at)."""
         if tok is True:
             tok = self.last
         if tok is None or tok is False:
             tok = self.eof
         assert isinstance(tok, Token)
-        if tok.kind is _JUNK:
-            message = tok.junk or "unknown junk token"
+        if tok.kind is _JUNK and tok.junk:
+            message = tok.junk
         return ParseError(message, tok, skip)
 
     def peek_op(self, text: str) -> bool:
@@ -245,10 +246,12 @@ class Parser:
         while True:
             try:
                 self.depth = 0
+                self.ops = 0
                 t = self.peek()
                 if t is None:
                     break
                 empty = False
+                counts = (len(f.probes), len(f.aliases), len(f.functions), len(f.globals))
                 if t.kind is _KW and t.text == "probe":
                     self.context = "probe"
                     self.parse_probe(f)
@@ -272,18 +275,40 @@ class Parser:
                 else:
                     self.context = "unknown"
                     raise self.error("expected 'probe', 'global', 'private', 'function', or '%{'")
+                if self.ops > MAX_NESTING:
+                    self._check_height(f, counts, t)
             except ParseError as pe:
                 errors.append(pe)
                 if pe.skip:
                     self._resync(errors)
         for message, tok in self.lexer.warnings + self.pre.warnings:
-            f.warnings.append((message, tok))
+            f.warnings.append(Warning_(message, tok))
         if empty and self.user_file:
             what = "is empty after preprocessing." if self.lexer.saw_tokens else "is empty."
             errors.append(InputError(f"Input file '{self.name}' {what}"))
         if errors:
             raise ParseErrors(errors)
         return f
+
+    def _check_height(self, f: ast.StapFile, counts: tuple[int, ...], tok: Token) -> None:
+        """Bound the height of what was just parsed.
+
+        Nesting is checked while parsing, but chains of binary operators
+        stack up *left*, so ``((a+…+a)+…+a)+…`` can be far deeper than any
+        bracket nesting.  Only declarations with many operators can be that
+        deep, so only those are measured; one too deep is removed again and
+        reported, so later passes never recurse into it."""
+        lists = (f.probes, f.aliases, f.functions, f.globals)
+        limit = 2 * MAX_NESTING
+        for lst, before in zip(lists, counts, strict=True):
+            for decl in lst[before:]:
+                stack: list[tuple[ast.Node, int]] = [(decl, 0)]
+                while stack:
+                    node, height = stack.pop()
+                    if height > limit:
+                        del lst[before:]
+                        raise self.error(f"nesting too deep (more than {MAX_NESTING} levels)", tok)
+                    stack.extend((child, height + 1) for child in ast.iter_children(node))
 
     def _resync(self, errors: list[StapError]) -> None:
         while True:
@@ -960,6 +985,7 @@ class Parser:
             self.next()
             right = self._logic(level + 1)
             chain += 1
+            self.ops += 1
             if self.depth + chain > MAX_NESTING:
                 raise self.error(f"nesting too deep (more than {MAX_NESTING} levels)")
             if level <= 2:
@@ -1018,6 +1044,7 @@ class Parser:
             right = self._arith(1)
             op1 = ast.Comparison(tok=t, op=t.text, left=op1, right=right)
             chain += 1
+            self.ops += 1
             if self.depth + chain > MAX_NESTING:
                 raise self.error(f"nesting too deep (more than {MAX_NESTING} levels)")
             t = self.peek()
@@ -1036,6 +1063,7 @@ class Parser:
             self.next()
             right = self._arith(level + 1) if level < 4 else self.parse_unary()
             chain += 1
+            self.ops += 1
             if self.depth + chain > MAX_NESTING:
                 raise self.error(f"nesting too deep (more than {MAX_NESTING} levels)")
             left = ast.Binary(tok=t, op=t.text, left=left, right=right)
@@ -1385,6 +1413,11 @@ class Parser:
 def _ensure_recursion_limit() -> None:
     if sys.getrecursionlimit() < _RECURSION_NEEDED:
         sys.setrecursionlimit(_RECURSION_NEEDED)
+
+
+# Raised once, at import: MAX_NESTING bounds how deep parsing (and printing)
+# can recurse, and this makes sure Python allows that much.
+_ensure_recursion_limit()
 
 
 def parse_file(

@@ -44,6 +44,12 @@ ATWORDS = frozenset(
 
 _PP_OPS = frozenset(("%(", "%?", "%:", "%)"))
 
+#: Bounds on macro expansion: nesting of active invocations (a macro that
+#: invokes itself never ends) and tokens produced in total (a few doubling
+#: macros produce billions).
+MAX_MACRO_NESTING = 256
+MAX_MACRO_TOKENS = 200_000
+
 _NONE, _KEEP_THEN, _SKIP_THEN, _KEEP_ELSE, _SKIP_ELSE = range(5)
 
 _BAD_LHS = (
@@ -120,6 +126,8 @@ def c_number(text: str) -> int | None:
         value = int(text[2:], 16)
     elif text[0] == "0":
         value = int(text, 8)
+    elif len(text) > 20:  # above 2**64 anyway; and int() refuses very long decimal strings
+        return None
     else:
         value = int(text)
     return value if value <= 0xFFFFFFFFFFFFFFFF else None
@@ -198,6 +206,7 @@ class Preprocessor:
         self.pp_state: list[list] = []  # [token, state]
         self.last_spaced = False
         self.warnings: list[tuple[str, Token]] = []
+        self.expanded = 0
 
     # -- raw input ---------------------------------------------------------------------------
 
@@ -217,6 +226,7 @@ class Preprocessor:
         if act.cursor < len(body):
             t, sp = body[act.cursor]
             act.cursor += 1
+            self.expanded += 1
             self.last_spaced = sp
             return Token(t.kind, t.text, t.loc, act.tok, t.junk)
         return None
@@ -301,6 +311,11 @@ class Preprocessor:
             decl.body.append((b, self.last_spaced))
 
     def _invoke(self, t: Token, name: str, decl: Macro, act: _Activation | None) -> None:
+        if len(self.acts) >= MAX_MACRO_NESTING:
+            raise self._err(f"macro expansion nested too deeply (more than {MAX_MACRO_NESTING} levels)", t)
+        if self.expanded > MAX_MACRO_TOKENS:
+            self.acts.clear()  # abandon the whole expansion, not just this invocation
+            raise self._err(f"macro expansion too large (more than {MAX_MACRO_TOKENS} tokens)", t)
         new_act = _Activation(t, decl)
         n = len(decl.params)
         if n == 0:
@@ -578,7 +593,8 @@ def parse_library_macros(text: str, name: str, ctx: ParseContext) -> dict[str, M
         for mname, macro in pre.namespace.items():
             if mname in ctx.library_macros:
                 err = ParseError(f"duplicate definition of library macro '@{mname}'", macro.tok)
-                err.chain.append(ParseError(f"macro '@{mname}' first defined here", ctx.library_macros[mname].tok))
+                first = ctx.library_macros[mname].tok
+                err.chain.append(ParseError(f"macro '@{mname}' first defined here", first))
                 errors.append(err)
                 break
     if errors:

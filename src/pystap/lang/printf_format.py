@@ -104,7 +104,7 @@ def parse_format(fmt: str) -> list[FormatComponent]:
                 j = i
                 while j < n and fmt[j] in "0123456789":
                     j += 1
-                width = int(fmt[i:j])
+                width = _c_int(fmt[i:j])
                 started = True
                 i = j
         if i < n and fmt[i] == ".":
@@ -117,7 +117,7 @@ def parse_format(fmt: str) -> list[FormatComponent]:
                     j = i
                     while j < n and fmt[j] in "0123456789":
                         j += 1
-                    precision = int(fmt[i:j])
+                    precision = _c_int(fmt[i:j])
                     started = True
                     i = j
         if i < n and fmt[i] == "l":
@@ -150,6 +150,16 @@ def parse_format(fmt: str) -> list[FormatComponent]:
         )
         i += 1
     return _finish(out, literal)
+
+
+def _c_int(digits: str) -> int:
+    """Digits accumulated into a C ``int`` (wrapping as SystemTap's does); also
+    keeps Python's limit on long decimal conversions out of the way."""
+    value = 0
+    for k in range(0, len(digits), 18):
+        chunk = digits[k : k + 18]
+        value = (value * 10 ** len(chunk) + int(chunk)) % 2**32
+    return value - 2**32 if value >= 2**31 else value
 
 
 def _finish(out: list[FormatComponent], literal: list[str]) -> list[FormatComponent]:

@@ -154,6 +154,7 @@ class _Checker:
         self._seen_errors: set[tuple[str, str, int, int]] = set()
         self.user_memory: set[str] = set()
         self._visited_functions: set[int] = set()
+        self._pending: list[ast.FunctionDecl] = []
 
     # -- reporting -------------------------------------------------------------------------
 
@@ -195,10 +196,14 @@ class _Checker:
             self.error(MSG_FUNC_GURU, call.tok)
 
     def call(self, call: ast.FunctionCall) -> None:
-        targets = list(call.referents) or self.by_name.get(call.name, [])
+        resolved = getattr(call, "builtin", None)
+        targets: list[ast.FunctionDecl] = []
+        if resolved is None:
+            targets = list(call.referents) or [
+                fn for fn in self.by_name.get(call.name, []) if len(fn.params) == len(call.args)
+            ]
         if not targets:
             native = self.builtin_tags.get(call.name)
-            resolved = getattr(call, "builtin", None)
             if native is None and resolved is not None:
                 native = getattr(resolved, "privilege", None) or FunctionPrivilege.PRIVILEGED
             if native is None:
@@ -214,68 +219,62 @@ class _Checker:
             self.function(fn)
 
     def function(self, fn: ast.FunctionDecl) -> None:
+        """Queue a reached function (a worklist, so call chains of any depth are fine)."""
         if id(fn) in self._visited_functions:
             return
         self._visited_functions.add(id(fn))
-        self.body(fn.body)
+        if isinstance(fn.body, ast.EmbeddedCode):
+            if not self.trusted_token(fn.body.tok):
+                self.error(MSG_EMBEDDED_CODE, fn.body.tok)
+            return
+        self._pending.append(fn)
 
-    def body(self, root: ast.Node) -> None:
+    def body(self, root: ast.Node, family: str | None) -> None:
+        """A reachable body and every function it reaches, transitively."""
+        self._walk(root, family)
+        while self._pending:
+            fn = self._pending.pop()
+            self._walk(fn.body, None)
+
+    def _walk(self, root: ast.Node, family: str | None) -> None:
+        """Everything one body does: calls (queued), guru constructs, writes."""
         for n in ast.walk(root):
             if isinstance(n, ast.FunctionCall):
                 self.call(n)
             elif isinstance(n, ast.EmbeddedExpr):
                 self.embedded_expr(n)
+            elif isinstance(n, ast.EmbeddedCode):
+                if not self.trusted_token(n.tok):
+                    self.error(MSG_EMBEDDED_CODE, n.tok)
+            elif isinstance(n, ast.AtOp) and n.name in GURU_AT_OPS:
+                if not self.trusted_token(n.tok):
+                    self.error(GURU[n.name], n.tok)
+            elif not self.guru and isinstance(n, (ast.Assign, ast.Crement)):
+                self.write(n, family)
 
     def embedded_expr(self, n: ast.EmbeddedExpr) -> None:
         if not self.trusted_token(n.tok):
-            return  # reported as a guru construct of an untrusted file
+            self.error(MSG_EMBEDDED_EXPR, n.tok)
+            return
         tag = FunctionPrivilege.parse(getattr(n, "privilege", None))
         if not allowed_at_level(tag, self.level):
             self.error(MSG_EXPR_LEVEL.format(level=self.label), n.tok)
         if needs_guru(tag) and not self.guru:
             self.error(MSG_EXPR_GURU, n.tok)
 
-    # -- guru-only constructs ----------------------------------------------------------------
-
-    def guru_constructs(self, f: ast.StapFile) -> None:
-        trusted = self.trust.file(f)
-        if not trusted:
-            for e in f.embeds:
+    def embeds(self, embeds: Iterable[ast.EmbeddedTopLevel]) -> None:
+        """Top-level embedded code goes into the module whenever its file is used."""
+        for e in embeds:
+            if not self.trusted_token(e.tok):
                 self.error(MSG_EMBEDDED_CODE, e.tok)
-            for fn in f.functions:
-                if isinstance(fn.body, ast.EmbeddedCode):
-                    self.error(MSG_EMBEDDED_CODE, fn.body.tok)
-        roots: list[tuple[ast.Node, Sequence[ast.ProbePoint]]] = []
-        roots.extend((p, p.points) for p in f.probes)
-        roots.extend((a, a.names) for a in f.aliases)
-        roots.extend((fn, ()) for fn in f.functions)
-        for root, points in roots:
-            for n in ast.walk(root):
-                if not trusted:
-                    self.untrusted_node(n)
-                if not self.guru:
-                    self.write(n, points)
 
-    def untrusted_node(self, n: ast.Node) -> None:
-        if isinstance(n, ast.EmbeddedExpr):
-            self.error(MSG_EMBEDDED_EXPR, n.tok)
-        elif isinstance(n, ast.EmbeddedCode):
-            self.error(MSG_EMBEDDED_CODE, n.tok)
-        elif isinstance(n, ast.AtOp) and n.name in GURU_AT_OPS:
-            self.error(GURU[n.name], n.tok)
-
-    def write(self, n: ast.Node, points: Sequence[ast.ProbePoint]) -> None:
-        target: ast.Node | None = None
-        if isinstance(n, ast.Assign):
-            target = n.target
-        elif isinstance(n, ast.Crement):
-            target = n.operand
-        if target is None:
-            return
+    def write(self, n: ast.Assign | ast.Crement, family: str | None) -> None:
+        """Writes to the probed program's state need -g (SystemTap checks the session flag)."""
+        target = n.target if isinstance(n, ast.Assign) else n.operand
         if isinstance(target, ast.TargetSymbol):
-            if _in_family(points, "netfilter") and target.name.lstrip("$") == "verdict":
+            if family == "netfilter" and target.name.lstrip("$") == "verdict":
                 self.error(MSG_WRITE_VERDICT, target.tok)
-            elif _in_family(points, "kernel", ("trace", "tracepoint")):
+            elif family == "kernel.trace":
                 self.error(MSG_WRITE_TRACEPOINT.format(name=target.name), target.tok)
             else:
                 self.error(MSG_WRITE_TARGET, target.tok)
@@ -299,13 +298,15 @@ class _Checker:
             p.myproc = True
 
 
-def _in_family(points: Sequence[ast.ProbePoint], first: str, second: Iterable[str] = ()) -> bool:
-    wanted = tuple(second)
+def _family_of_points(points: Sequence[ast.ProbePoint]) -> str | None:
+    """The family whose writes have their own message, from probe points as written."""
     for pp in points:
-        comps = pp.components
-        if comps and comps[0].name == first and (not wanted or (len(comps) > 1 and comps[1].name in wanted)):
-            return True
-    return False
+        names = [c.name for c in pp.components]
+        if names[:1] == ["netfilter"]:
+            return "netfilter"
+        if names[:1] == ["kernel"] and len(names) > 1 and names[1] in ("trace", "tracepoint"):
+            return "kernel.trace"
+    return None
 
 
 def check_privilege(
@@ -338,30 +339,32 @@ def check_privilege(
     files = script.files if isinstance(script, ast.ElaboratedScript) else list(script)
     checker = _Checker(files, lvl, guru, builtin_tags or {}, dirs, builtin_lookup or default_builtin_lookup)
 
-    for f in files:
-        checker.guru_constructs(f)
-
     if isinstance(script, ast.ElaboratedScript):
+        checker.embeds(e for f in files for e in f.embeds)
         for p in script.probes:
             checker.derived_probe(p)
-            checker.body(p.body)
+            checker.body(p.body, p.family)
             if p.condition is not None:
-                checker.body(p.condition)
+                checker.body(p.condition, p.family)
         # Only what a probe reaches is checked: a function nobody calls is
         # never translated, and SystemTap accepts it too.
         memory = set(script.user_memory_functions) | checker.user_memory
         script.user_memory_functions = sorted(memory)
     else:
+        # Without elaboration, reachability is approximated: every probe and
+        # alias of the user's own files, and what they call.
         for f in files:
             if f.tapset:
-                continue  # tapset files are only checked where the user's code reaches them
-            # Without elaboration, reachability is approximated from the user's
-            # probes and (used or not) aliases of the user's own files.
-            for p in f.probes:
-                checker.body(p.body)
+                continue  # tapset files count only where the user's code reaches them
+            checker.embeds(f.embeds)
+            for fn in f.functions:
+                if isinstance(fn.body, ast.EmbeddedCode):
+                    checker.function(fn)
+            for pr in f.probes:
+                checker.body(pr.body, _family_of_points(pr.points))
             for a in f.aliases:
                 for b in (a.prologue, a.epilogue):
                     if b is not None:
-                        checker.body(b)
+                        checker.body(b, _family_of_points(a.points))
     return checker.errors
 

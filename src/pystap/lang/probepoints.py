@@ -43,6 +43,7 @@ class Derived:
     condition: ast.Expr | None
     derivation: list[str]
     alias_files: list[ast.StapFile] = field(default_factory=list)
+    mark: str = ""  # "?" / "!" of the resolving point, for the -p2 listing
 
 
 class _Mismatch(Exception):
@@ -62,7 +63,7 @@ def _similar(word: str, candidates: list[str], limit: int = 5) -> list[str]:
         return prev[-1]
 
     scored = sorted((dist(word, c), c) for c in set(candidates) if c != ANY)
-    limit_d = max(2, len(word) // 2)
+    limit_d = max(3, len(word) // 2)
     return [c for d, c in scored if d <= limit_d][:limit]
 
 
@@ -110,8 +111,11 @@ class Resolver:
                 local = []
             elif not found and not local:
                 local.append(
-                    SemanticError("while resolving probe point", pp.components[0].tok if pp.components else pp.tok,
-                                  [SemanticError("no match", None)])
+                    SemanticError(
+                        "while resolving probe point",
+                        pp.components[0].tok if pp.components else pp.tok,
+                        [SemanticError("no match", None)],
+                    )
                 )
             errors.extend(local)
             out.extend(found)
@@ -129,12 +133,15 @@ class Resolver:
         chain: tuple[tuple[int, str], ...] = (),
     ) -> list[Derived]:
         if depth > MAX_ALIAS_DEPTH:
-            raise SemanticError("while resolving probe point", pp.tok,
-                                [SemanticError("alias expansion too deep", pp.tok)])
-        cond = _and(condition, clone(pp.condition) if pp.condition is not None else None)
+            raise SemanticError(
+                "while resolving probe point", pp.tok, [SemanticError("alias expansion too deep", pp.tok)]
+            )
+        cond = _and(clone(pp.condition) if pp.condition is not None else None, condition)
         results: list[Derived] = []
         try:
             self._walk(self.root, pp, list(pp.components), 0, body, cond, derivation, depth, chain, results)
+        except _Passthrough as p:
+            raise p.error from None
         except _Wrapped as w:
             first = pp.components[0].tok if pp.components else pp.tok
             raise SemanticError("while resolving probe point", first, [w.error]) from None
@@ -163,6 +170,9 @@ class Resolver:
                 self._expand_aliases(node, pp, comps, pos, body, cond, derivation, depth, chain, out)
                 return
             last = comps[-1]
+            if node.children:
+                follow = ", ".join(node.names())
+                raise _Wrapped(SemanticError(f"probe point truncated (follow:  {follow})", last.tok))
             raise _Wrapped(SemanticError(_mismatch_message(node, last.name, False), last.tok))
         comp = comps[pos]
         value = comp.arg.value if comp.arg is not None else None
@@ -178,7 +188,7 @@ class Resolver:
                     if ckind != kind or not fnmatch.fnmatchcase(concrete, pattern):
                         continue
                     new_comp = ast.PPComponent(tok=comp.tok, name=concrete, arg=comp.arg)
-                    new_comps = [*comps[:pos], new_comp, *comps[pos + 1:]]
+                    new_comps = [*comps[:pos], new_comp, *comps[pos + 1 :]]
                     try:
                         before = len(out)
                         self._walk(child, pp, new_comps, pos + 1, body, cond, derivation, depth, chain, out)
@@ -187,7 +197,7 @@ class Resolver:
                         # privilege refusals of a concrete expansion are real errors
                         if "not allowed" in w.error.message:
                             raise
-                    except StapError:
+                    except (StapError, _Passthrough):
                         continue
             if not matched:
                 raise _Wrapped(SemanticError(_mismatch_message(node, comp.name, True), comp.tok))
@@ -220,22 +230,36 @@ class Resolver:
         assert shape is not None
         # The single privilege hook: before the family builds anything.
         if not family_allowed(shape.family, self.ctx.privilege):
-            raise _Wrapped(SemanticError(
-                f"probe point is not allowed for --privilege={level_name(self.ctx.privilege)}", comps[-1].tok))
+            raise _Wrapped(
+                SemanticError(
+                    f"probe point is not allowed for --privilege={level_name(self.ctx.privilege)}",
+                    comps[-1].tok,
+                )
+            )
         args: dict[str, Any] = {"_names": [c.name for c in comps]}
         for c in comps:
             if c.arg is not None:
                 args[c.name] = c.arg.value
-        concrete = ast.ProbePoint(tok=pp.tok, components=comps, optional=pp.optional,
-                                  sufficient=pp.sufficient, condition=pp.condition)
+        concrete = ast.ProbePoint(
+            tok=pp.tok,
+            components=comps,
+            optional=pp.optional,
+            sufficient=pp.sufficient,
+            condition=pp.condition,
+        )
         try:
             built = shape.build(concrete, args, self.ctx)
         except StapError as err:
             raise _Wrapped(err) from None
         except (OSError, ValueError) as err:
             raise _Wrapped(SemanticError(f"cannot resolve probe point: {err}", comps[-1].tok)) from None
+        mark = "!" if pp.sufficient else ("?" if pp.optional else "")
         for b in built:
-            out.append(Derived(b, clone(body), clone(cond) if cond is not None else None, list(derivation)))
+            out.append(
+                Derived(
+                    b, clone(body), clone(cond) if cond is not None else None, list(derivation), mark=mark
+                )
+            )
 
     def _expand_aliases(
         self,
@@ -271,20 +295,30 @@ class Resolver:
         merged = merge_body(alias, body)
         for target in alias.points:
             comps = [*target.components, *suffix]
-            key = (id(entry), point_text(target, comps))
-            new_pp = ast.ProbePoint(tok=target.tok, components=comps, optional=target.optional,
-                                    sufficient=target.sufficient, condition=target.condition)
-            step = alias_text(entry, new_pp)
+            key = (id(entry), "")
+            new_pp = ast.ProbePoint(
+                tok=target.tok,
+                components=comps,
+                optional=target.optional,
+                sufficient=target.sufficient,
+                condition=target.condition,
+            )
+            step = alias_text(entry)
             if key in chain:
-                tok = suffix[-1].tok if suffix else (target.components[0].tok if target.components else target.tok)
-                raise _Wrapped(SemanticError(
-                    f"recursive loop in alias expansion of {point_text(new_pp)} at {target.tok.loc}", tok))
+                tok = target.components[-1].tok if suffix and target.components else None
+                err = SemanticError(
+                    f"recursive loop in alias expansion of {point_text(new_pp)} at {target.tok.loc}", tok
+                )
+                raise _Passthrough(SemanticError("while resolving probe point", target.tok, [err]))
             try:
                 found = self.derive_point(new_pp, merged, cond, [step, *derivation], depth + 1, (*chain, key))
             except StapError as err:
                 if target.optional or target.sufficient:
                     continue
-                raise _Wrapped(err) from None
+                if suffix and err.message == "while resolving probe point" and len(err.chain) == 1:
+                    # with an alias suffix stap names the point the user wrote
+                    raise _Wrapped(err.chain[0]) from None
+                raise _Passthrough(err) from None
             out.extend(found)
             if target.sufficient and found:
                 break
@@ -292,6 +326,14 @@ class Resolver:
 
 class _Wrapped(Exception):
     """An error of the innermost walk, wrapped once by ``derive_point``."""
+
+    def __init__(self, error: StapError) -> None:
+        super().__init__(error.message)
+        self.error = error
+
+
+class _Passthrough(Exception):
+    """An error already wrapped by an inner alias level: reported as is."""
 
     def __init__(self, error: StapError) -> None:
         super().__init__(error.message)
@@ -311,7 +353,9 @@ def _and(a: ast.Expr | None, b: ast.Expr | None) -> ast.Expr | None:
 
 
 def _with_condition(pp: ast.ProbePoint) -> str:
-    return point_text(pp)
+    from pystap.lang.aliases import condition_text
+
+    return point_text(pp) + condition_text(pp)
 
 
 __all__ = ["NONE", "Derived", "Resolver"]

@@ -113,7 +113,9 @@ class Arity:
 class Resolution:
     """Resolves bodies against :class:`Symbols`; errors go to ``errors``."""
 
-    def __init__(self, symbols: Symbols, errors: list[StapError], on_function: Callable[[ast.FunctionDecl], None]):
+    def __init__(
+        self, symbols: Symbols, errors: list[StapError], on_function: Callable[[ast.FunctionDecl], None]
+    ):
         self.symbols = symbols
         self.errors = errors
         self.on_function = on_function
@@ -121,10 +123,13 @@ class Resolution:
         self.builtins_used: dict[tuple[str, int], native.Builtin] = {}
         # unresolved target symbols: node id -> error (reported if the node survives)
         self.target_errors: dict[int, StapError] = {}
+        self.write_errors: set[int] = set()  # target errors about writes (no "unresolved type" then)
 
     # -- entry points ---------------------------------------------------------------
 
-    def probe(self, body: ast.Block, cond: ast.Expr | None, built: Built, provided: dict[str, ast.Type]) -> Scope:
+    def probe(
+        self, body: ast.Block, cond: ast.Expr | None, built: Built, provided: dict[str, ast.Type]
+    ) -> Scope:
         scope = Scope()
         for name, typ in provided.items():
             local = ast.LocalVar(tok=body.tok, name=name)
@@ -160,8 +165,11 @@ class Resolution:
                 decl.arity = arity
             return
         if known.value != arity and arity >= 0:
-            self.error(f"inconsistent arity ({known.value} vs {arity})", tok,
-                       [SemanticError(f"arity {known.value} first inferred here", known.tok)])
+            self.error(
+                f"inconsistent arity ({known.value} vs {arity})",
+                tok,
+                [SemanticError(f"arity {known.value} first inferred here", known.tok)],
+            )
 
     def _var(self, sym: ast.Symbol, ctx: _Ctx, arity: int) -> None:
         """Resolve a symbol used with ``arity`` keys (0 scalar, -1 unknown: delete/foreach)."""
@@ -175,8 +183,9 @@ class Resolution:
                     self.error("probe condition must not reference undeclared global", sym.tok)
                     return
                 if arity > 0:
-                    self.error(f"unresolved arity-{arity} global array {name}, missing global declaration?",
-                               sym.tok)
+                    self.error(
+                        f"unresolved arity-{arity} global array {name}, missing global declaration?", sym.tok
+                    )
                     return
                 local = ast.LocalVar(tok=sym.tok, name=name)
                 ctx.scope.names[name] = local
@@ -198,8 +207,11 @@ class Resolution:
                 if known is None and arity > 0 and isinstance(decl, ast.LocalVar):
                     self.error("array locals not supported, missing global declaration?", sym.tok)
                     return
-                self.error(f"inconsistent arity (0 vs {arity})", sym.tok,
-                           [SemanticError("arity 0 first inferred here", first)])
+                self.error(
+                    f"inconsistent arity (0 vs {arity})",
+                    sym.tok,
+                    [SemanticError("arity 0 first inferred here", first)],
+                )
                 return
             if id(decl) not in self.arity:
                 self.arity[id(decl)] = Arity(0, sym.tok)
@@ -220,6 +232,19 @@ class Resolution:
             call.builtin = b
             self.builtins_used[(b.name, arity)] = b
             return
+        others = sorted(
+            {
+                len(fn.params)
+                for t in self.symbols.tables
+                for (n, _), fns in t.functions.items()
+                if n == call.name
+                for fn in fns
+            }
+            | set(native.arities(call.name))
+        )
+        if others:
+            self.error(f"arity mismatch found (function '{call.name}' takes {others[0]} args)", call.tok)
+            return
         from pystap.lang.probepoints import _similar
 
         sim = _similar(call.name, self.symbols.function_names())
@@ -235,11 +260,16 @@ class Resolution:
             t.type = ctx.target(name, write)
         except StapError as err:
             self.target_errors[id(t)] = SemanticError(err.message, t.tok)
+            if write:
+                self.write_errors.add(id(t))
             return
         if t.components or t.addressof:
             self.target_errors[id(t)] = SemanticError(
-                "target variable is not a pointer or array" if t.components else
-                "cannot take the address of this target variable", t.tok)
+                "target variable is not a pointer or array"
+                if t.components
+                else "cannot take the address of this target variable",
+                t.tok,
+            )
 
     # -- the walk -----------------------------------------------------------------------
 
@@ -292,7 +322,13 @@ def _h_call(r: Resolution, n: ast.FunctionCall, ctx: _Ctx, write: bool) -> Work 
 
 
 def _h_foreach(r: Resolution, n: ast.Foreach, ctx: _Ctx, write: bool) -> Work | None:
-    work = _array_base(r, n.array, ctx, len(n.indexes)) if isinstance(n.array, ast.Symbol) else [(n.array, False)]
+    arity = len(n.indexes)
+    if n.slice and len(n.slice) != len(n.indexes):
+        name = getattr(n.array, "name", "?")
+        r.error(
+            f"unresolved arity-{len(n.slice)} global array {name}, missing global declaration?", n.array.tok
+        )
+    work = _array_base(r, n.array, ctx, arity) if isinstance(n.array, ast.Symbol) else [(n.array, False)]
     for sym in n.indexes:
         r._var(sym, ctx, 0)
     if n.value is not None:
@@ -305,14 +341,20 @@ def _h_foreach(r: Resolution, n: ast.Foreach, ctx: _Ctx, write: bool) -> Work | 
 
 
 def _h_in(r: Resolution, n: ast.InArray, ctx: _Ctx, write: bool) -> Work | None:
-    work = _array_base(r, n.array, ctx, len(n.indexes)) if isinstance(n.array, ast.Symbol) else [(n.array, False)]
+    work = (
+        _array_base(r, n.array, ctx, len(n.indexes))
+        if isinstance(n.array, ast.Symbol)
+        else [(n.array, False)]
+    )
     work.extend((i, False) for i in n.indexes if i is not None)
     return work
 
 
 def _h_delete(r: Resolution, n: ast.Delete, ctx: _Ctx, write: bool) -> Work | None:
     if isinstance(n.target, ast.Symbol):
-        decl = ctx.scope.names.get(n.target.name) or r.symbols.find_global(n.target.name, n.target.tok.loc.file)
+        decl = ctx.scope.names.get(n.target.name) or r.symbols.find_global(
+            n.target.name, n.target.tok.loc.file
+        )
         r._var(n.target, ctx, -1 if isinstance(decl, ast.GlobalDecl) else 0)
         return []
     return [(n.target, True)]
@@ -326,7 +368,15 @@ def _h_try(r: Resolution, n: ast.TryCatch, ctx: _Ctx, write: bool) -> Work | Non
     return work
 
 
+def _is_lvalue(e: ast.Expr) -> bool:
+    if isinstance(e, ast.Symbol | ast.TargetSymbol):
+        return True
+    return isinstance(e, ast.ArrayIndex) and isinstance(e.base, ast.Symbol)
+
+
 def _h_assign(r: Resolution, n: ast.Assign, ctx: _Ctx, write: bool) -> Work | None:
+    if not _is_lvalue(n.target):
+        r.error("Expecting lvalue for assignment", n.tok)
     if ctx.condition:
         r.error("probe condition must not modify any variables", n.tok)
     return [(n.target, True), (n.value, False)]

@@ -9,26 +9,26 @@ copy is resolved afresh.
 
 from __future__ import annotations
 
-from dataclasses import fields
+from dataclasses import MISSING, fields
 from typing import Any, TypeVar
 
 from pystap.lang.ast import Node
 
 N = TypeVar("N", bound=Node)
 
-_FIELDS: dict[type, tuple[tuple[str, bool, Any], ...]] = {}
+_FIELDS: dict[type, tuple[tuple[str, bool, Any, Any], ...]] = {}
 
 
-def _plan(cls: type) -> tuple[tuple[str, bool, Any], ...]:
+def _plan(cls: type) -> tuple[tuple[str, bool, Any, Any], ...]:
+    """Per class: (field name, is a pass-2 link, default factory, default value)."""
     plan = _FIELDS.get(cls)
     if plan is None:
         out = []
         for f in fields(cls):
             is_ref = bool(f.metadata.get("ref"))
-            default = None
-            if is_ref:
-                default = f.default_factory if callable(f.default_factory) else f.default  # type: ignore[misc]
-            out.append((f.name, is_ref, default))
+            factory = f.default_factory if f.default_factory is not MISSING else None
+            default = f.default if f.default is not MISSING else None
+            out.append((f.name, is_ref, factory, default))
         plan = _FIELDS[cls] = tuple(out)
     return plan
 
@@ -41,10 +41,9 @@ def clone(node: N) -> N:
     stack: list[tuple[Node, Node]] = [(node, root)]
     while stack:
         src, dst = stack.pop()
-        for name, is_ref, default in _plan(type(src)):
+        for name, is_ref, factory, default in _plan(type(src)):
             if is_ref:
-                value = default() if callable(default) and not isinstance(default, type) else default
-                object.__setattr__(dst, name, value)
+                object.__setattr__(dst, name, factory() if factory is not None else default)
                 continue
             if name == "tok":
                 continue

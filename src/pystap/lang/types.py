@@ -10,7 +10,7 @@ first fixed it, so a conflict reports both places::
     semantic error: type was first inferred here (string): identifier 'x' at …
 
 Passes repeat until nothing changes; a last pass reports what is still
-unknown ("unresolved type").  Mismatches are reported once per place.
+unknown ("unresolved type ").  Mismatches are reported once per place.
 """
 
 from __future__ import annotations
@@ -44,9 +44,15 @@ class TypeState:
 
 
 class Inference:
-    def __init__(self, errors: list[StapError], target_errors: dict[int, StapError]) -> None:
+    def __init__(
+        self,
+        errors: list[StapError],
+        target_errors: dict[int, StapError],
+        write_errors: set[int] | None = None,
+    ) -> None:
         self.errors = errors
         self.target_errors = target_errors
+        self.write_errors = write_errors or set()
         self.state = TypeState()
         self.changed = False
         self.final = False
@@ -55,8 +61,12 @@ class Inference:
 
     # -- driver ---------------------------------------------------------------------------
 
-    def run(self, probes: list[ast.DerivedProbe], functions: list[ast.FunctionDecl],
-            globals_: list[ast.GlobalDecl]) -> None:
+    def run(
+        self,
+        probes: list[ast.DerivedProbe],
+        functions: list[ast.FunctionDecl],
+        globals_: list[ast.GlobalDecl],
+    ) -> None:
         for g in globals_:
             if g.init is not None and g.type is UNK:
                 g.type = T.LONG if isinstance(g.init, ast.NumberLit) else T.STRING
@@ -78,7 +88,7 @@ class Inference:
         self._pass(probes, functions)
         for g in globals_:
             if g.type is UNK and (g.read or g.written):
-                self.error("unresolved type", g.tok)
+                self.error("unresolved type ", g.tok)
 
     def _pass(self, probes: list[ast.DerivedProbe], functions: list[ast.FunctionDecl]) -> None:
         for fn in functions:
@@ -195,14 +205,19 @@ class Inference:
         if n.value is None:
             if fn.inferred_type not in (UNK,) and self.final:
                 first = self.state.first.get(id(fn))
-                chain = [SemanticError(f"type was first inferred here ({_tname(fn.inferred_type)})", first)] \
-                    if first else []
+                chain = (
+                    [SemanticError(f"type was first inferred here ({_tname(fn.inferred_type)})", first)]
+                    if first
+                    else []
+                )
                 self.error("type mismatch (unknown)", n.tok, chain)
             return
-        t = self.expr(n.value, fn.inferred_type)
+        t = self.expr(n.value, UNK)
         if t is T.STATS:
             self.error("invalid type stats for function return", n.value.tok)
             return
+        if t is UNK and fn.inferred_type is not UNK:
+            t = self.expr(n.value, fn.inferred_type)
         if fn.inferred_type is UNK and t is not UNK:
             fn.inferred_type = t
             self.state.first[id(fn)] = n.value.tok
@@ -238,7 +253,8 @@ class Inference:
                 self.unify_key(g, i, st, e.tok)
             if n.value is not None and n.value.referent is not None:
                 if g.type is T.STATS:
-                    self.error("stat locals not supported, missing global declaration?", n.value.tok)
+                    self.error("invalid type stats", n.value.tok)
+                    self.error("stat locals not supported, missing global declaration? ", n.value.tok)
                 else:
                     vt = self.unify_decl(n.value.referent, g.type, n.value.tok)
                     self.unify_decl(g, vt, n.value.tok)
@@ -280,13 +296,13 @@ class Inference:
             if self.final:
                 self.error("base histogram operator where expression expected", e.tok) if False else None
         if want is T.STATS and isinstance(decl, ast.LocalVar | ast.Param):
-            self.error("stat locals not supported, missing global declaration?", e.tok)
+            self.error("stat locals not supported, missing global declaration? ", e.tok)
             return UNK
         t = self.unify_decl(decl, want, e.tok)
         if t is not UNK:
             e.type = t
         elif self.final and decl.type is UNK:
-            self.error("unresolved type", e.tok)
+            self.error("unresolved type ", e.tok)
         return t
 
     def x_index(self, e: ast.ArrayIndex, want: T) -> T:
@@ -319,9 +335,14 @@ class Inference:
         if e.builtin is not None:
             b = e.builtin
             for a, (_, pt) in zip(e.args, b.params, strict=False):
-                at = self.expr(a, pt)
+                at = self.expr(a, UNK)
                 if at is T.STATS:
                     self.error("invalid type stats for function argument", a.tok)
+                elif at is not UNK and at is not pt:
+                    # sic: SystemTap names the argument's type as "expected" here
+                    self.error(f"type mismatch: expected {_tname(at)} but found {_tname(pt)}", a.tok)
+                elif at is UNK:
+                    self.expr(a, pt)
             return self.set_type(e, b.returns, want) if b.returns is not UNK else self._void(e, want)
         if not e.referents:
             for a in e.args:
@@ -340,13 +361,12 @@ class Inference:
             if ptype is not UNK and at is not UNK and at is not ptype:
                 self.error(f"type mismatch: expected {_tname(at)} but found {_tname(ptype)}", a.tok)
                 continue
-            if ptype is UNK and at is not UNK:
-                for fn in e.referents:
-                    self.unify_decl(fn.params[i], at, a.tok)
-            elif ptype is not UNK and at is UNK:
-                self.expr(a, ptype)
-                for fn in e.referents:
-                    self.unify_decl(fn.params[i], ptype, a.tok)
+            if ptype is not UNK and at is UNK:
+                at = self.expr(a, ptype)
+            known = ptype if ptype is not UNK else at
+            if known is not UNK:
+                for fn in e.referents:  # every overload takes the same argument types
+                    self.unify_decl(fn.params[i], known, a.tok)
         rt = UNK
         for fn in e.referents:
             if fn.inferred_type is not UNK:
@@ -361,11 +381,15 @@ class Inference:
             rt = want
         if rt is UNK:
             return self._void(e, want)
+        if want not in (UNK, T.STATS) and rt is not want:
+            fn_key = next((id(fn) for fn in e.referents if id(fn) in self.state.first), id(e.referents[0]))
+            self.mismatch(fn_key, rt, want, e.tok)
+            return rt
         return self.set_type(e, rt, want)
 
     def _void(self, e: ast.Expr, want: T) -> T:
         if want is not UNK and self.final:
-            self.error("unresolved type", e.tok)
+            self.error("unresolved type ", e.tok)
         return UNK
 
     def x_print(self, e: ast.PrintFormat, want: T) -> T:
@@ -381,9 +405,10 @@ class Inference:
                     continue
                 t = self.expr(a, UNK)
                 if t is UNK and self.final:
-                    self.error("unresolved type", a.tok)
-        return self.set_type(e, T.STRING if name in _PRINT_RESULT_STRING else T.LONG,
-                             want if want is not T.STATS else UNK)
+                    self.error("unresolved type ", a.tok)
+        return self.set_type(
+            e, T.STRING if name in _PRINT_RESULT_STRING else T.LONG, want if want is not T.STATS else UNK
+        )
 
     def printf_args(self, e: ast.PrintFormat) -> None:
         try:
@@ -411,8 +436,8 @@ class Inference:
             elif t is not UNK and wt is not UNK and t is not wt:
                 self.error(f"type mismatch: expected {_tname(wt)} but found {_tname(t)}", a.tok)
             elif t is UNK and self.final:
-                self.error("unresolved type", a.tok)
-        for a in e.args[len(wanted):]:
+                self.error("unresolved type ", a.tok)
+        for a in e.args[len(wanted) :]:
             self.expr(a, UNK)
 
     def x_unary(self, e: ast.Unary, want: T) -> T:
@@ -438,8 +463,10 @@ class Inference:
 
     def x_compare(self, e: ast.Comparison, want: T) -> T:
         lt = self.expr(e.left, UNK)
-        rt = self.expr(e.right, lt if lt is not T.STATS else UNK)
-        if lt is UNK and rt is not UNK:
+        rt = self.expr(e.right, UNK)
+        if rt is UNK and lt not in (UNK, T.STATS):
+            rt = self.expr(e.right, lt)
+        if lt is UNK and rt not in (UNK, T.STATS):
             lt = self.expr(e.left, rt)
         if T.STATS in (lt, rt):
             self.error("invalid operator", e.tok)
@@ -483,18 +510,22 @@ class Inference:
             return self.set_type(e, T.LONG, want)
         # plain =
         lt = self.expr(e.target, UNK)
+        rt = self.expr(e.value, UNK)
         if lt is T.STATS:
-            rt = self.expr(e.value, UNK)
             self.mismatch(self._decl_key(e.target), T.STATS, rt if rt is not UNK else T.LONG, e.target.tok)
             return UNK
-        rt = self.expr(e.value, lt)
         if rt is T.STATS:
             self.error("invalid operator", e.value.tok)
             return UNK
+        if lt is not UNK and rt is not UNK and lt is not rt:
+            self.mismatch(self._decl_key(e.target), lt, rt, e.target.tok)
+            return lt
         if lt is UNK and rt is not UNK:
             lt = self.lvalue(e.target, rt)
-        if lt is UNK and rt is UNK:
-            lt = self.expr(e.target, want)
+        elif rt is UNK and lt is not UNK:
+            rt = self.expr(e.value, lt)
+        elif lt is UNK and rt is UNK and want is not UNK and want is not T.STATS:
+            lt = self.lvalue(e.target, want)
             if lt is not UNK:
                 self.expr(e.value, lt)
         return self.set_type(e, lt if lt is not UNK else rt, want if want is not T.STATS else UNK)
@@ -502,7 +533,11 @@ class Inference:
     def _decl_key(self, target: ast.Expr) -> int:
         if isinstance(target, ast.Symbol) and target.referent is not None:
             return id(target.referent)
-        if isinstance(target, ast.ArrayIndex) and isinstance(target.base, ast.Symbol) and target.base.referent:
+        if (
+            isinstance(target, ast.ArrayIndex)
+            and isinstance(target.base, ast.Symbol)
+            and target.base.referent
+        ):
             return id(target.base.referent)
         return id(target)
 
@@ -510,7 +545,7 @@ class Inference:
         if isinstance(target, ast.Symbol) and target.referent is not None:
             decl = target.referent
             if t is T.STATS and isinstance(decl, ast.LocalVar | ast.Param):
-                self.error("stat locals not supported, missing global declaration?", target.tok)
+                self.error("stat locals not supported, missing global declaration? ", target.tok)
                 return UNK
             got = self.unify_decl(decl, t, target.tok)
             if got is not UNK:
@@ -539,14 +574,15 @@ class Inference:
     def stat_operand(self, s: ast.Expr) -> None:
         if isinstance(s, ast.Symbol) and s.referent is not None:
             if isinstance(s.referent, ast.LocalVar | ast.Param):
-                self.error("stat locals not supported, missing global declaration?", s.tok)
+                self.error("stat locals not supported, missing global declaration? ", s.tok)
                 return
             self.unify_decl(s.referent, T.STATS, s.tok)
             s.type = T.STATS
         elif isinstance(s, ast.ArrayIndex):
             self.x_index(s, T.STATS)
         else:
-            self.error("expected a statistics variable", s.tok)
+            t = self.expr(s, UNK)
+            self.error(f"type mismatch: expected stats but found {_tname(t)}", s.tok)
 
     def x_stat(self, e: ast.StatOp, want: T) -> T:
         self.stat_operand(e.stat)
@@ -565,14 +601,25 @@ class Inference:
         if err is not None:
             if self.final:
                 self.error(err.message, err.tok)
-                self.error("unresolved type", e.tok)
+                if id(e) not in self.write_errors:
+                    self.error("unresolved type ", e.tok)
             return UNK
         return self.set_type(e, e.type, want)
 
     def x_dwarf(self, e: ast.Expr, want: T) -> T:
+        if isinstance(e, ast.EntryOp):
+            # pass-2 probes here are never DWARF .return probes
+            self.error("@entry is only valid in .return probes", e.tok)
+            return UNK
         if self.final:
-            what = {ast.CastOp: "@cast", ast.AtVar: "@var", ast.Autocast: "autocast", ast.EntryOp: "@entry",
-                    ast.PerfOp: "@perf", ast.ProbewriteOp: "@probewrite"}.get(type(e), "this operator")
+            what = {
+                ast.CastOp: "@cast",
+                ast.AtVar: "@var",
+                ast.Autocast: "autocast",
+                ast.EntryOp: "@entry",
+                ast.PerfOp: "@perf",
+                ast.ProbewriteOp: "@probewrite",
+            }.get(type(e), "this operator")
             self.error(f"{what} is not supported by this probe (needs debuginfo)", e.tok)
         return UNK
 

@@ -23,9 +23,8 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from pystap import modfile, paths
-from pystap.loader import blessed, protocol
 from pystap.loader import config as config_mod
-from pystap.loader.decision import authorize
+from pystap.loader import protocol
 from pystap.loader.protocol import FrameType
 from pystap.privilege import PR_ALL, PR_STAPDEV, PR_STAPSYS, PR_STAPUSR, contains, name
 
@@ -225,6 +224,11 @@ def request_grant(module: str, socket_path: Path) -> Grant:
 
 def authorize_locally(module: str, cfg: config_mod.DaemonConfig) -> Grant:
     """Root without the service: the daemon's decision, taken in this process."""
+    # Imported here: the decision pulls in the signature verifier, which a client
+    # talking to pystapd never needs (start-up time matters for every run).
+    from pystap.loader import blessed
+    from pystap.loader.decision import authorize
+
     if is_bare_name(module):
         fd, real, problem = blessed.open_by_name(cfg.blessed_dir, module)
         if fd is None:
@@ -259,18 +263,57 @@ def obtain_grant(req: RunRequest) -> Grant:
     return request_grant(req.module, socket_path)
 
 
-def _run_handlers(grant: Grant, req: RunRequest) -> int:
+# Probe families whose events the client produces itself (everything else comes from pystapd).
+USER_SIDE_FAMILIES = frozenset({"begin", "end", "error", "never", "timer"})
+
+
+class DaemonEvents:
+    """The runtime's event source for kernel probes: EVENTS frames on the session socket.
+
+    Each record's data is a UTF-8 JSON object of the event's fields (``pid``,
+    ``tid``, ``cpu``, the probe's values); its timestamp is added as
+    ``timestamp_ns``.  When pystapd goes away the source reports the end
+    (an empty batch) after one warning, and the handlers keep running.
+    """
+
+    def __init__(self, conn: socket.socket, err: TextIO) -> None:
+        self._conn = conn
+        self._err = err
+
+    def fileno(self) -> int:
+        return self._conn.fileno()
+
+    def read_batch(self) -> list[tuple[int, dict[str, Any]]]:
+        try:
+            frame = protocol.recv_frame(self._conn, {FrameType.EVENTS: protocol.MAX_EVENT_BATCH_BYTES})
+            for fd in frame.fds:
+                os.close(fd)
+            batch = []
+            for probe_id, timestamp, data in protocol.decode_events(frame.payload):
+                fields = protocol.decode_json(data) if data else {}
+                fields.setdefault("timestamp_ns", timestamp)
+                batch.append((probe_id, fields))
+            return batch
+        except (OSError, protocol.ProtocolError) as exc:
+            print(f"WARNING: lost the event stream from pystapd ({exc}); kernel probes stopped",
+                  file=self._err)
+            return []
+
+
+def _run_handlers(grant: Grant, req: RunRequest, err: TextIO) -> int:
     """The one call into the runtime (pystap.runtime.run_module)."""
     try:
-        from pystap.runtime import RunOptions, run_module  # type: ignore[attr-defined]
+        from pystap.runtime import RunOptions, run_module
     except ImportError:
-        print("ERROR: the pystap runtime is not available in this installation", file=sys.stderr)
+        print("ERROR: the pystap runtime is not available in this installation", file=err)
         return 1
     options = RunOptions(
         globals=dict(req.globals), output=req.output, command=req.command, target_pid=req.target_pid,
-        verbose=req.verbose, timeout_ms=req.timeout_ms,
+        verbose=req.verbose, timeout_ms=req.timeout_ms, stderr=err,
     )
-    return int(run_module(grant.module, credentials=grant.credentials, options=options))
+    kernel_probes = any(p.family not in USER_SIDE_FAMILIES for p in grant.module.probes)
+    events = DaemonEvents(grant.conn, err) if kernel_probes and grant.conn is not None else None
+    return int(run_module(grant.module, credentials=grant.credentials, options=options, events=events))
 
 
 def run(req: RunRequest, *, err: TextIO | None = None) -> int:
@@ -300,7 +343,7 @@ def run(req: RunRequest, *, err: TextIO | None = None) -> int:
         if req.verbose:
             print(f"pystaprun: module started (session {grant.session if grant.session else 'local'})",
                   file=err, flush=True)
-        status = _run_handlers(grant, req)
+        status = _run_handlers(grant, req, err)
         return status
     finally:
         grant.close(status)

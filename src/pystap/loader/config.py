@@ -20,7 +20,8 @@ Example (every key optional)::
     [limits]
     max_module_bytes = 16777216
     max_signature_bytes = 65536
-    max_sessions = 64
+    max_sessions = 64                          # simultaneous connections, all users
+    max_sessions_per_user = 16                 # simultaneous connections of one uid (root: unlimited)
     request_timeout = 10.0                     # seconds for a client to send its request
 """
 
@@ -44,6 +45,7 @@ class Limits:
     max_module_bytes: int = modfile.MAX_MODULE_BYTES
     max_signature_bytes: int = 64 * 1024
     max_sessions: int = 64
+    max_sessions_per_user: int = 16
     request_timeout: float = 10.0
 
 
@@ -63,7 +65,8 @@ class DaemonConfig:
 
 _TOP = {"socket", "blessed_dir", "signer_store", "log_file", "groups", "limits"}
 _LIMIT_TYPES: dict[str, type] = {
-    "max_module_bytes": int, "max_signature_bytes": int, "max_sessions": int, "request_timeout": float,
+    "max_module_bytes": int, "max_signature_bytes": int, "max_sessions": int, "max_sessions_per_user": int,
+    "request_timeout": float,
 }
 
 

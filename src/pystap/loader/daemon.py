@@ -26,13 +26,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pystap import modfile
 from pystap.loader import blessed, protocol
 from pystap.loader.config import DaemonConfig
 from pystap.loader.decision import Outcome, authorize
 from pystap.loader.ladder import MSG_NORMAL_USER, Decision
 from pystap.loader.peercred import Peer, peer_of
 from pystap.loader.protocol import FrameType, PeerClosed, ProtocolError
-from pystap.loader.session import Session, SessionTable
+from pystap.loader.session import Installer, Session, SessionTable
 from pystap.privilege import PR_NONE, name
 
 log = logging.getLogger("pystapd")
@@ -104,14 +105,16 @@ def _systemd_listener() -> socket.socket | None:
 class Daemon:
     """The service; :meth:`listen` then :meth:`serve` (blocks until :meth:`stop`)."""
 
-    def __init__(self, config: DaemonConfig) -> None:
+    def __init__(self, config: DaemonConfig, installer: Installer | None = None) -> None:
         self.config = config
+        self.installer = installer
         self.sessions = SessionTable()
         self._slots = threading.BoundedSemaphore(config.limits.max_sessions)
         self._stop = threading.Event()
         self._listener: socket.socket | None = None
         self._bound: tuple[Path, int] | None = None
         self._conns: set[socket.socket] = set()
+        self._per_uid: dict[int, int] = {}
         self._threads: set[threading.Thread] = set()
         self._lock = threading.Lock()
 
@@ -212,11 +215,18 @@ class Daemon:
 
     def _connection(self, conn: socket.socket) -> None:
         peer: Peer | None = None
+        counted = False
         try:
             try:
                 peer = peer_of(conn)
             except OSError as exc:
                 raise RequestError(f"cannot authenticate the connection: {exc.strerror or exc}") from None
+            with self._lock:
+                per_user = self.config.limits.max_sessions_per_user
+                if peer.uid != 0 and self._per_uid.get(peer.uid, 0) >= per_user:
+                    raise RequestError(f"too many sessions for uid {peer.uid} (limit {per_user})")
+                self._per_uid[peer.uid] = self._per_uid.get(peer.uid, 0) + 1
+                counted = True
             self._converse(conn, peer)
         except PeerClosed:
             pass
@@ -237,6 +247,10 @@ class Daemon:
                 os.close(peer.pidfd)
             conn.close()
             with self._lock:
+                if counted and peer is not None:
+                    self._per_uid[peer.uid] -= 1
+                    if not self._per_uid[peer.uid]:
+                        del self._per_uid[peer.uid]
                 self._conns.discard(conn)
                 self._threads.discard(threading.current_thread())
             self._slots.release()
@@ -264,7 +278,7 @@ class Daemon:
                     received = self._receive(conn, request, frame.fds, peer)
                 except Refused as refusal:
                     log.info("decision refused rule=%s %s module=%s", refusal.decision.rule, peer.describe(),
-                             refusal.module_path)
+                             _printable(refusal.module_path))
                     answer = _reply(refusal.decision, refusal.module_path)
                     protocol.send_json(conn, FrameType.DECISION, answer)
                     return
@@ -278,19 +292,40 @@ class Daemon:
         finally:
             watchdog.cancel()
         self._log_decision(peer, received, outcome)
-        decision = outcome.decision
-        reply = _reply(decision, received.module_path, outcome.digest)
-        if not decision.allowed or outcome.module is None:
+        reply = _reply(outcome.decision, received.module_path, outcome.digest)
+        if not outcome.decision.allowed or outcome.module is None:
             protocol.send_json(conn, FrameType.DECISION, reply)
             return
-        session = Session(peer=peer, module=outcome.module, digest=outcome.digest,
-                          credentials=decision.credentials)
+        self._session(conn, peer, received, outcome.module, reply)
+
+    def _session(self, conn: socket.socket, peer: Peer, received: Received, module: modfile.Module,
+                 reply: dict[str, Any]) -> None:
+        """A granted session: install its probes, send the grant, hold it, tear it down."""
+        session = Session(peer=peer, module=module, digest=reply["digest"], credentials=reply["credentials"])
         reply["session"] = session.id
         self.sessions.add(session)
+        send_lock = threading.Lock()
+
+        def send_events(records: list[tuple[int, int, bytes]]) -> None:
+            with send_lock:
+                protocol.send_frame(conn, FrameType.EVENTS, protocol.encode_events(records))
+
+        session.send_events = send_events
         try:
-            protocol.send_json(conn, FrameType.DECISION, reply)
-            if received.by_name:
-                protocol.send_frame(conn, FrameType.BLOB, received.module_bytes)
+            if self.installer is not None:
+                try:
+                    self.installer(session)
+                except Exception as exc:
+                    log.error("session %d: installing probes failed: %s", session.id, exc)
+                    message = f"ERROR: Couldn't install the probes of {received.module_path}: {exc}"
+                    reply.update(allowed=False, credentials=0, rule="install", exit_status=1,
+                                 messages=[message])
+                    protocol.send_json(conn, FrameType.DECISION, reply)
+                    return
+            with send_lock:  # the grant (and module) precede any EVENTS frame
+                protocol.send_json(conn, FrameType.DECISION, reply)
+                if received.by_name:
+                    protocol.send_frame(conn, FrameType.BLOB, received.module_bytes)
             reason = self._hold(conn, peer, session)
         finally:
             failures = session.close()
@@ -399,12 +434,13 @@ class Daemon:
             "decision %s rule=%s %s module=%s digest=%s level=%s signer=%s verdict=%s credentials=%s",
             "allowed" if decision.allowed else "refused", decision.rule,
             f"{peer.describe()} caller={name(peer.credentials(self.config.group_gids()))}",
-            received.module_path, outcome.digest, name(outcome.level),
+            _printable(received.module_path), outcome.digest, name(outcome.level),
             outcome.verdict.signer or "-", outcome.verdict.kind.value, name(decision.credentials),
         )
 
     def _hold(self, conn: socket.socket, peer: Peer, session: Session) -> str:
         """Keep the session until the client says goodbye, disconnects or dies."""
+        started = False
         with selectors.DefaultSelector() as sel:
             sel.register(conn, selectors.EVENT_READ, "conn")
             if peer.pidfd is not None:
@@ -421,7 +457,9 @@ class Daemon:
                         os.close(fd)
                     message = frame.json()
                     if message.get("op") == "started":
-                        log.info("session %d: module started (pid %d)", session.id, peer.pid)
+                        if not started:  # log it once, however often a client says it
+                            started = True
+                            log.info("session %d: module started (pid %d)", session.id, peer.pid)
                     elif message.get("op") == "exit":
                         status = message.get("status")
                         return f"client exited with status {status if isinstance(status, int) else '?'}"
@@ -440,6 +478,11 @@ def _reply(decision: Decision, module_path: str, digest: str = "") -> dict[str, 
         "module_path": module_path,
         "exit_status": 0 if decision.allowed else 1,
     }
+
+
+def _printable(text: str) -> str:
+    """A client-chosen string made safe for a one-line log record."""
+    return "".join(c if c.isprintable() and c != " " else f"\\x{ord(c):02x}" for c in text[:4096])
 
 
 def _hang_up(conn: socket.socket) -> None:

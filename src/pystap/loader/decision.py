@@ -31,10 +31,10 @@ class Outcome:
     module: modfile.Module | None
 
 
-def verify_signature(module_bytes: bytes, sgn: bytes | None, store_dir: Path) -> Verdict:
+def verify_signature(module_bytes: bytes, sgn: bytes | None, store_dir: Path, path: str = "") -> Verdict:
     """The signing library's verdict on exactly ``module_bytes``; failures fail closed."""
     if sgn is None:
-        return Verdict(VerdictKind.UNSIGNED, "module is not signed")
+        return Verdict(VerdictKind.UNSIGNED, f"Signature file {path}.sgn not found.")
     try:
         from pystap import signing
 
@@ -44,7 +44,7 @@ def verify_signature(module_bytes: bytes, sgn: bytes | None, store_dir: Path) ->
         return Verdict(VerdictKind.ERROR, "signature verification is not available in this pystap")
     try:
         store = store_type.open(store_dir)
-        return verify(module_bytes, sgn, store, datetime.datetime.now(datetime.UTC))
+        return verify(module_bytes, sgn, store, datetime.datetime.now(datetime.UTC), path=path or None)
     except Exception as exc:  # any verifier failure: unverified
         return Verdict(VerdictKind.ERROR, f"signature check failed: {exc}")
 
@@ -62,7 +62,7 @@ def authorize(
 ) -> Outcome:
     """Decide whether the caller may run ``module_bytes`` and with which credentials."""
     digest = modfile.digest(module_bytes)
-    verdict = verify_signature(module_bytes, sgn, signer_store)
+    verdict = verify_signature(module_bytes, sgn, signer_store, module_path)
     module: modfile.Module | None = None
     format_error = ""
     try:

@@ -43,8 +43,10 @@ MSG_NORMAL_USER = (
 )
 
 # Verdicts whose reason is worth a line of its own before SystemTap's generic
-# "Unable to verify" (SystemTap had no expiry or revocation to report).
-_EXPLAINED = frozenset({VerdictKind.EXPIRED, VerdictKind.REVOKED, VerdictKind.ERROR})
+# "Unable to verify": SystemTap had no expiry or revocation to report, and
+# said nothing about *which* key was not trusted; a missing signature needs
+# no explanation.
+_EXPLAINED = frozenset({VerdictKind.UNTRUSTED, VerdictKind.EXPIRED, VerdictKind.REVOKED, VerdictKind.ERROR})
 
 
 @dataclass(frozen=True)

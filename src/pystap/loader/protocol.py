@@ -40,7 +40,9 @@ HEADER = struct.Struct(">BI")
 MAX_FDS = 2
 MAX_CONTROL_BYTES = 64 * 1024
 MAX_EVENT_BATCH_BYTES = 4 * 1024 * 1024
-# One probe record inside an EVENTS frame: probe id, timestamp (ns, CLOCK_MONOTONIC), data length.
+# One probe record inside an EVENTS frame: manifest probe id, timestamp (ns, CLOCK_MONOTONIC) and
+# data length, then the data: a UTF-8 JSON object of the event's fields (pid, tid, cpu and the
+# probe's own values), which the client hands to the handler as its context fields.
 EVENT_RECORD = struct.Struct(">IQI")
 
 

@@ -25,12 +25,17 @@ log = logging.getLogger("pystapd")
 
 @dataclass
 class Session:
+    """``send_events`` streams kernel probe records to the client as EVENTS frames
+    (set by the daemon once the session is granted; installers call it from
+    their reader threads)."""
+
     peer: Peer
     module: modfile.Module
     digest: str
     credentials: int
     id: int = field(default_factory=lambda: next(_ids))
     started: float = field(default_factory=time.monotonic)
+    send_events: Callable[[list[tuple[int, int, bytes]]], None] | None = None
     _teardowns: list[tuple[str, Callable[[], None]]] = field(default_factory=list)
     _closed: bool = False
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -65,6 +70,13 @@ class Session:
                 failures.append(f"{what}: {exc}")
                 log.error("session %d: teardown of %s failed: %s", self.id, what, exc)
         return failures
+
+
+# Installs a granted session's kernel probes (tracefs/perf/BPF, from the
+# manifest), registering each object's teardown with ``session.own``; raises
+# to refuse the session.  Provided by ``pystap.kernel``; None installs nothing
+# (modules whose probes all run in the client: begin/end/error/never/timer).
+Installer = Callable[[Session], None]
 
 
 class SessionTable:

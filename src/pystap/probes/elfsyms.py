@@ -27,7 +27,8 @@ from pystap.lang.ast import Type
 from pystap.lang.diagnostics import SemanticError
 
 ARG_REGISTERS = ("di", "si", "dx", "cx", "r8", "r9")
-LIBRARY_DIRS = ("/lib/x86_64-linux-gnu", "/usr/lib/x86_64-linux-gnu", "/lib64", "/usr/lib64", "/lib", "/usr/lib",
+LIBRARY_DIRS = ("/lib/x86_64-linux-gnu", "/usr/lib/x86_64-linux-gnu", "/lib64", "/usr/lib64", "/lib",
+                "/usr/lib",
                 "/usr/local/lib")
 STT_FUNCS = ("STT_FUNC", "STT_GNU_IFUNC")
 MAX_MATCHES = 10_000
@@ -68,6 +69,7 @@ class ElfInfo:
     loads: list[tuple[int, int, int]] = field(default_factory=list)  # (vaddr, memsz, offset)
     functions: dict[str, int] = field(default_factory=dict)  # name -> vaddr
     sdt: list[SdtNote] = field(default_factory=list)
+    plt: dict[str, int] = field(default_factory=dict)  # imported name -> vaddr of its PLT stub
     has_debug_info: bool = False
 
     def file_offset(self, vaddr: int) -> int:
@@ -136,6 +138,25 @@ def _read_sdt(elf: ELFFile, info: ElfInfo) -> None:
         pos = desc_end + ((-descsz) & 3)
 
 
+def _read_plt(elf: ELFFile, info: ElfInfo) -> None:
+    """PLT stubs by imported name: entry i of ``.rela.plt`` is stub i of ``.plt.sec`` (IBT
+    builds) or stub i+1 of ``.plt`` (slot 0 is the resolver trampoline); stubs are 16 bytes."""
+    rela = elf.get_section_by_name(".rela.plt")
+    if rela is None or not hasattr(rela, "iter_relocations"):
+        return
+    sec = elf.get_section_by_name(".plt.sec")
+    plt = elf.get_section_by_name(".plt")
+    if sec is None and plt is None:
+        return
+    symtab = elf.get_section(rela["sh_link"])
+    for i, rel in enumerate(rela.iter_relocations()):
+        sym = symtab.get_symbol(rel["r_info_sym"]) if isinstance(symtab, SymbolTableSection) else None
+        if sym is None or not sym.name:
+            continue
+        addr = sec["sh_addr"] + 16 * i if sec is not None else plt["sh_addr"] + 16 * (i + 1)
+        info.plt.setdefault(sym.name.split("@", 1)[0], addr)
+
+
 _CACHE: dict[tuple[str, int, int], ElfInfo] = {}
 
 
@@ -166,9 +187,11 @@ def load(path: str) -> ElfInfo:
                 if not isinstance(section, SymbolTableSection):
                     continue
                 for sym in section.iter_symbols():
-                    if sym["st_info"]["type"] in STT_FUNCS and sym["st_shndx"] != "SHN_UNDEF" and sym["st_value"]:
+                    defined = sym["st_shndx"] != "SHN_UNDEF" and sym["st_value"]
+                    if sym["st_info"]["type"] in STT_FUNCS and defined:
                         info.functions.setdefault(sym.name.split("@", 1)[0], sym["st_value"])
             _read_sdt(elf, info)
+            _read_plt(elf, info)
             info.has_debug_info = elf.has_dwarf_info() and elf.get_section_by_name(".debug_info") is not None
     except ElfResolveError:
         raise
@@ -183,7 +206,7 @@ def function_params(path: str, function: str) -> list[tuple[str, bool]]:
     try:
         with open(path, "rb") as f:
             elf = ELFFile(f)
-            if not elf.has_dwarf_info():
+            if elf.get_section_by_name(".debug_info") is None:
                 raise ElfResolveError(f"{path} has no debug information (rebuild it with -g for $parameters)")
             dwarf = elf.get_dwarf_info()
             for cu in dwarf.iter_CUs():
@@ -266,7 +289,11 @@ def _quote(text: str) -> str:
 
 def resolve_probe(family: str, prefix: str, params: dict[str, Any], args: dict[str, Any],
                   point: Any = None) -> list[dict[str, Any]]:
-    """Expand a symbolic process probe point into manifest entries (``point``, ``params``, ``context_vars``)."""
+    """Expand a symbolic process probe point into manifest entries.
+
+    Each is a mapping with ``point``, ``params`` and ``context_vars``, as
+    :mod:`pystap.probes.process` expects.
+    """
     try:
         return _resolve(family, prefix, params, args)
     except ElfResolveError as exc:
@@ -302,7 +329,11 @@ def _resolve(family: str, prefix: str, params: dict[str, Any], args: dict[str, A
             ctx: dict[str, Type] = {"$return": Type.LONG} if is_return else {}
             fetch = entry_fetch(is_return)
             if not is_return and label is None and len(targets) == 1 and info.has_debug_info:
-                for i, (pname, _) in enumerate(function_params(binary, name)[:len(ARG_REGISTERS)]):
+                try:
+                    formals = function_params(binary, name)[:len(ARG_REGISTERS)]
+                except ElfResolveError:
+                    formals = []  # e.g. an assembly function: no $parameters, the rest still works
+                for i, (pname, _) in enumerate(formals):
                     if re.fullmatch(r"[A-Za-z][A-Za-z0-9_]{0,29}", pname):
                         fetch.append(f"v_{pname}=%{ARG_REGISTERS[i]}:s64")
                         ctx[f"${pname}"] = Type.LONG
@@ -336,11 +367,31 @@ def _resolve(family: str, prefix: str, params: dict[str, Any], args: dict[str, A
                 if value is not None:
                     fetch.append(f"arg{i + 1}={value}")
                     ctx[f"$arg{i + 1}"] = Type.LONG
+                    if value.endswith(":u64"):
+                        # Pointer-sized: also capture the string it may point to, in the kernel at
+                        # the hit, so user_string($argN) never races with the process.
+                        fetch.append(f"arg{i + 1}_str=+0({value[:-4]}):ustring")
             out.append({
                 "point": f"{prefix}.provider({_quote(note.provider)}).mark({_quote(note.name)})",
                 "params": {**base, "return": False, "offset": note.pc, "semaphore": note.semaphore,
                            "symbol": note.name, "provider": note.provider, "fetch": fetch},
                 "context_vars": ctx,
+            })
+        return out
+
+    if family == "process.plt":
+        pattern = args.get("plt")
+        pattern = "*" if not isinstance(pattern, str) else pattern
+        matches = sorted((n, v) for n, v in info.plt.items() if fnmatch.fnmatchcase(n, pattern))
+        if not matches:
+            raise ElfResolveError(f"no match for plt '{pattern}' in {binary}")
+        suffix = ".return" if is_return else ""
+        for name, vaddr in matches[:MAX_MATCHES]:
+            out.append({
+                "point": f"{prefix}.plt({_quote(name)}){suffix}",
+                "params": {**base, "offset": info.file_offset(vaddr), "symbol": name,
+                           "fetch": entry_fetch(is_return)},
+                "context_vars": {"$$name": Type.STRING, **({"$return": Type.LONG} if is_return else {})},
             })
         return out
 

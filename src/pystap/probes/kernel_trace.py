@@ -57,7 +57,7 @@ def event_fields(events: str, system: str, name: str) -> dict[str, Type]:
         line = line.strip()
         if not line.startswith("field:"):
             continue
-        decl = line[len("field:"):].split(";", 1)[0].strip()
+        decl = line[len("field:") :].split(";", 1)[0].strip()
         ident = decl.split()[-1] if decl.split() else ""
         ident = ident.split("[", 1)[0]
         if not ident or ident.startswith("common_"):
@@ -89,16 +89,30 @@ def _build(kind: str):
         glob = any(ch in pattern for ch in "*?[")
         if events is None:
             if glob or sys_pat == "*":
-                raise SemanticError(f"cannot list kernel tracepoints (tracefs is not readable) for '{pattern}'")
-            return [Built(point=f'kernel.trace("{sys_pat}:{ev_pat}")', family="kernel.trace",
-                          params={"system": sys_pat, "event": ev_pat}, target=_field_resolver({}))]
+                raise SemanticError(
+                    f"cannot list kernel tracepoints (tracefs is not readable) for '{pattern}'"
+                )
+            return [
+                Built(
+                    point=f'kernel.trace("{sys_pat}:{ev_pat}")',
+                    family="kernel.trace",
+                    params={"system": sys_pat, "event": ev_pat},
+                    target=_field_resolver({}),
+                )
+            ]
         out = []
         for system, name in list_tracepoints(events):
             if fnmatch.fnmatchcase(system, sys_pat) and fnmatch.fnmatchcase(name, ev_pat):
                 fields = event_fields(events, system, name)
-                out.append(Built(point=f'kernel.trace("{system}:{name}")', family="kernel.trace",
-                                 params={"system": system, "event": name}, context_vars=fields,
-                                 target=_field_resolver(fields)))
+                out.append(
+                    Built(
+                        point=f'kernel.trace("{system}:{name}")',
+                        family="kernel.trace",
+                        params={"system": system, "event": name},
+                        context_vars=fields,
+                        target=_field_resolver(fields),
+                    )
+                )
         return out
 
     return build

@@ -99,8 +99,15 @@ def _lifecycle(kind: str):
     def build(pp: ProbePoint, args: dict[str, Any], ctx: BuildContext) -> list[Built]:
         prefix, params = _target(args, ctx)
         params["event"] = kind
-        return [Built(point=f"{prefix}.{kind}", family=f"process.{kind}", params=params, myproc=True,
-                      target=_no_targets)]
+        return [
+            Built(
+                point=f"{prefix}.{kind}",
+                family=f"process.{kind}",
+                params=params,
+                myproc=True,
+                target=_no_targets,
+            )
+        ]
 
     return build
 
@@ -116,10 +123,31 @@ def _syscall(kind: str):
             ctxvars["$return"] = Type.LONG
         else:
             ctxvars.update({f"$arg{i}": Type.LONG for i in range(1, 7)})
-        return [Built(point=f"{prefix}.{kind}", family=f"process.{kind}", params=params, myproc=True,
-                      context_vars=ctxvars, target=_syscall_target(is_return))]
+        return [
+            Built(
+                point=f"{prefix}.{kind}",
+                family=f"process.{kind}",
+                params=params,
+                myproc=True,
+                context_vars=ctxvars,
+                target=_syscall_target(is_return),
+            )
+        ]
 
     return build
+
+
+def _context_resolver(ctxvars: dict[str, Type], guru: bool):
+    """``$name`` in a symbol-based probe: what the ELF resolver found, read-only without -g."""
+
+    def resolve(name: str, write: bool) -> Type:
+        if name not in ctxvars:
+            raise SemanticError(f"unable to find local '{name.lstrip('$')}' near this probe point")
+        if write and not guru:
+            raise SemanticError("write to target variable not permitted; need stap -g")
+        return ctxvars[name]
+
+    return resolve
 
 
 def _symbolic(family: str, form: str):
@@ -142,10 +170,21 @@ def _symbolic(family: str, form: str):
         out = []
         for r in results:
             if isinstance(r, Built):
+                if r.target is None:
+                    r.target = _context_resolver(r.context_vars, ctx.guru)
                 out.append(r)
             else:  # a mapping from the resolver: point, params, context_vars
-                out.append(Built(point=r["point"], family=family, params=r.get("params", {}), myproc=True,
-                                 context_vars=r.get("context_vars", {})))
+                ctxvars = dict(r.get("context_vars", {}))
+                out.append(
+                    Built(
+                        point=r["point"],
+                        family=family,
+                        params=r.get("params", {}),
+                        myproc=True,
+                        context_vars=ctxvars,
+                        target=_context_resolver(ctxvars, ctx.guru),
+                    )
+                )
         return out
 
     return build
@@ -162,19 +201,44 @@ def _shapes() -> list[Shape]:
         for base in libs:
             for fn in (f"function({STR})", f"function({NUM})"):
                 for suffix in ("", ".call", ".return", ".exported"):
-                    out.append(shape(f"{base}.{fn}{suffix}", "process.function",
-                                     _symbolic("process.function", ".function")))
-            out.append(shape(f"{base}.function({STR}).inline", "process.function",
-                             _symbolic("process.function", ".function")))
-            out.append(shape(f"{base}.function({STR}).label({STR})", "process.function",
-                             _symbolic("process.function", ".function")))
+                    out.append(
+                        shape(
+                            f"{base}.{fn}{suffix}",
+                            "process.function",
+                            _symbolic("process.function", ".function"),
+                        )
+                    )
+            out.append(
+                shape(
+                    f"{base}.function({STR}).inline",
+                    "process.function",
+                    _symbolic("process.function", ".function"),
+                )
+            )
+            out.append(
+                shape(
+                    f"{base}.function({STR}).label({STR})",
+                    "process.function",
+                    _symbolic("process.function", ".function"),
+                )
+            )
             for st in (f"statement({STR})", f"statement({NUM})"):
-                out.append(shape(f"{base}.{st}", "process.statement", _symbolic("process.statement", ".statement")))
-                out.append(shape(f"{base}.{st}.nearest", "process.statement",
-                                 _symbolic("process.statement", ".statement")))
+                out.append(
+                    shape(f"{base}.{st}", "process.statement", _symbolic("process.statement", ".statement"))
+                )
+                out.append(
+                    shape(
+                        f"{base}.{st}.nearest",
+                        "process.statement",
+                        _symbolic("process.statement", ".statement"),
+                    )
+                )
             out.append(shape(f"{base}.mark({STR})", "process.mark", _symbolic("process.mark", ".mark")))
-            out.append(shape(f"{base}.provider({STR}).mark({STR})", "process.mark",
-                             _symbolic("process.mark", ".mark")))
+            out.append(
+                shape(
+                    f"{base}.provider({STR}).mark({STR})", "process.mark", _symbolic("process.mark", ".mark")
+                )
+            )
             for plt in ("plt", f"plt({STR})"):
                 out.append(shape(f"{base}.{plt}", "process.plt", _symbolic("process.plt", ".plt")))
                 out.append(shape(f"{base}.{plt}.return", "process.plt", _symbolic("process.plt", ".plt")))

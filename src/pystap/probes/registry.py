@@ -170,14 +170,44 @@ _FAMILY_MODULES = (
 _DEFAULT: Registry | None = None
 
 
+def _shape_from_type(text: str) -> str:
+    """``kernel.mark(string)`` (policy-table notation) → ``kernel.mark(S)`` (shape notation)."""
+    return text.replace("(string)", f"({STR})").replace("(number)", f"({NUM})")
+
+
+def _refusal(family: str, reason: str) -> Builder:
+    def build(pp: ProbePoint, args: dict[str, Any], ctx: BuildContext) -> list[Built]:
+        raise SemanticError(f"probe point not available on this kernel ({reason})")
+
+    return build
+
+
 def default_registry() -> Registry:
-    """The registry of every family file (built once per process)."""
+    """The registry of every family file (built once per process).
+
+    Probe types the policy table lists for a family that no family file
+    implements are registered too, with a builder that refuses clearly: the
+    privilege check still runs first, so such a point is "not allowed" for a
+    level the table excludes, and "not available" for the others -- never a
+    mismatch.
+    """
     global _DEFAULT
     if _DEFAULT is None:
         import importlib
 
+        from pystap.policy.probes import FAMILIES
+
         shapes: list[Shape] = []
         for mod in _FAMILY_MODULES:
             shapes.extend(importlib.import_module(f"pystap.probes.{mod}").SHAPES)
-        _DEFAULT = Registry(shapes)
+        reg = Registry(shapes)
+        known = {s.path for s in reg.shapes}
+        for row in FAMILIES:
+            reason = row.unavailable_reason or "not supported by pystap yet"
+            for text in getattr(row, "types", ()):
+                extra = shape(_shape_from_type(text), row.family, _refusal(row.family, reason))
+                if extra.path not in known:
+                    known.add(extra.path)
+                    reg.add(extra)
+        _DEFAULT = reg
     return _DEFAULT

@@ -16,8 +16,11 @@ from pystap.lang.ast import ProbePoint, Type
 from pystap.lang.diagnostics import SemanticError
 from pystap.probes.registry import ANY, BuildContext, Built, shape
 
-_UNISTD = ("/usr/include/x86_64-linux-gnu/asm/unistd_64.h", "/usr/include/asm/unistd_64.h",
-           "/usr/include/asm-generic/unistd.h")
+_UNISTD = (
+    "/usr/include/x86_64-linux-gnu/asm/unistd_64.h",
+    "/usr/include/asm/unistd_64.h",
+    "/usr/include/asm-generic/unistd.h",
+)
 _NAMES: dict[str, int] | None = None
 
 
@@ -65,9 +68,15 @@ def _named(is_return: bool):
         if table and wanted not in table:
             raise SemanticError(f"unknown system call '{wanted}'")
         suffix = ".return" if is_return else ""
-        return [Built(point=f"syscall.{wanted}{suffix}", family="syscall",
-                      params={"syscall": wanted, "nr": table.get(wanted, -1), "return": is_return},
-                      provides=_provides(is_return), target=_target(is_return))]
+        return [
+            Built(
+                point=f"syscall.{wanted}{suffix}",
+                family="syscall",
+                params={"syscall": wanted, "nr": table.get(wanted, -1), "return": is_return},
+                provides=_provides(is_return),
+                target=_target(is_return),
+            )
+        ]
 
     return build
 
@@ -75,9 +84,15 @@ def _named(is_return: bool):
 def _any(is_return: bool):
     def build(pp: ProbePoint, args: dict[str, Any], ctx: BuildContext) -> list[Built]:
         suffix = ".return" if is_return else ""
-        return [Built(point=f"syscall_any{suffix}", family="syscall",
-                      params={"syscall": "*", "nr": -1, "return": is_return},
-                      provides=_provides(is_return), target=_target(is_return))]
+        return [
+            Built(
+                point=f"syscall_any{suffix}",
+                family="syscall",
+                params={"syscall": "*", "nr": -1, "return": is_return},
+                provides=_provides(is_return),
+                target=_target(is_return),
+            )
+        ]
 
     return build
 

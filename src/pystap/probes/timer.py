@@ -20,7 +20,16 @@ MAX_NS = 86_400 * 1_000_000_000
 MAX_JIFFIES = 1_000_000
 HZ = 250
 
-_UNITS = {"s": 10**9, "sec": 10**9, "ms": 10**6, "msec": 10**6, "us": 10**3, "usec": 10**3, "ns": 1, "nsec": 1}
+_UNITS = {
+    "s": 10**9,
+    "sec": 10**9,
+    "ms": 10**6,
+    "msec": 10**6,
+    "us": 10**3,
+    "usec": 10**3,
+    "ns": 1,
+    "nsec": 1,
+}
 
 
 def _hrtimer(unit: str):
@@ -55,7 +64,9 @@ def _jiffies(pp: ProbePoint, args: dict[str, Any], ctx: BuildContext) -> list[Bu
             raise SemanticError("invalid randomize for jiffies timer")
         point += f".randomize({rnd})"
     ns = 10**9 // HZ
-    return [Built(point=point, family="timer", params={"interval_ns": n * ns, "randomize_ns": (rnd or 0) * ns})]
+    return [
+        Built(point=point, family="timer", params={"interval_ns": n * ns, "randomize_ns": (rnd or 0) * ns})
+    ]
 
 
 def _hz(pp: ProbePoint, args: dict[str, Any], ctx: BuildContext) -> list[Built]:

@@ -48,13 +48,26 @@ def _shapes() -> list[Shape]:
         for suffix in (".write", ".rw", ".length(N).write", ".length(N).rw"):
             out.append(shape(f"kernel.data({arg}){suffix}", "kernel.data", kd))
     pf = _refuse("perf")
-    for suffix in ("", ".sample(N)", ".hz(N)", ".process", f".process({STR})", f".counter({STR})",
-                   f".process({STR}).counter({STR})"):
+    for suffix in (
+        "",
+        ".sample(N)",
+        ".hz(N)",
+        ".process",
+        f".process({STR})",
+        f".counter({STR})",
+        f".process({STR}).counter({STR})",
+    ):
         out.append(shape(f"perf.type({NUM}).config({NUM}){suffix}", "perf", pf))
     pr = _refuse("procfs")
     for root in ("procfs", f"procfs({STR})"):
-        for suffix in (".read", ".write", ".read.maxsize(N)", ".umask(N).read", ".umask(N).write",
-                       ".umask(N).read.maxsize(N)"):
+        for suffix in (
+            ".read",
+            ".write",
+            ".read.maxsize(N)",
+            ".umask(N).read",
+            ".umask(N).write",
+            ".umask(N).read.maxsize(N)",
+        ):
             out.append(shape(root + suffix, "procfs", pr))
     nf = _refuse("netfilter")
     for base in (f"netfilter.hook({STR}).pf({STR})", f"netfilter.pf({STR}).hook({STR})"):

@@ -60,6 +60,27 @@ class GlobalMap:
         d[key] = value
         return value
 
+    def opset(self, key: Any, op: Any, value: Any, *extra: Any) -> Any:
+        """``a[k] op= value`` evaluating the key once; returns the new value."""
+        return self.set(key, op(self.d.get(key, self.default), value, *extra))
+
+    def concat(self, key: Any, value: str, limit: int) -> str:
+        """``a[k] .= value``, truncated to ``limit`` characters."""
+        return self.set(key, (self.d.get(key, self.default) + value)[:limit])
+
+    def bitop(self, key: Any, op: str, value: int) -> int:
+        cur = self.d.get(key, self.default)
+        new = cur & value if op == "&" else cur | value if op == "|" else cur ^ value
+        return self.set(key, new)
+
+    def incr(self, key: Any, delta: int, post: bool) -> int:
+        """``a[k]++`` / ``++a[k]`` (``delta`` +1/-1); returns the old or new value."""
+        from pystap.runtime.arith import add
+
+        old = self.d.get(key, self.default)
+        new = self.set(key, add(old, delta))
+        return old if post else new
+
     def add(self, key: Any, value: int) -> int:
         """``a[k] <<< value``."""
         d = self.d

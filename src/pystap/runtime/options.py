@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TextIO
@@ -14,7 +15,9 @@ class EventSource(Protocol):
     returns them as ``(probe_id, fields)`` pairs (``probe_id`` is a manifest
     probe id, ``fields`` JSON-like data such as ``pid``, ``tid``, ``uid``,
     ``comm``, ``cpu`` and the probe's own values).  An empty batch after
-    readability means the source is finished.
+    readability means the source is finished.  A handler's target variables
+    (``$arg1``, ``$return`` ...) read ``fields["$arg1"]`` etc.; a record whose
+    ``probe_id`` is not in the manifest counts as a skipped probe.
     """
 
     def fileno(self) -> int: ...
@@ -35,13 +38,21 @@ class RunOptions:
     the limits recorded in the module; ``verbose``: ``-v`` count.
     """
 
-    output: str | None = None
+    output: str | os.PathLike[str] | None = None
     stdout: TextIO | Any = field(default_factory=lambda: sys.stdout)
     stderr: TextIO | Any = field(default_factory=lambda: sys.stderr)
     target_pid: int | None = None
     command: str | None = None
     timeout: float | None = None
+    timeout_ms: int | None = None  # pystaprun's form of -T; used when ``timeout`` is None
     globals: dict[str, str] = field(default_factory=dict)
     limits: dict[str, int] = field(default_factory=dict)
     verbose: int = 0
     handle_signals: bool = True
+
+    def effective_timeout(self) -> float | None:
+        if self.timeout is not None:
+            return self.timeout
+        if self.timeout_ms is not None:
+            return self.timeout_ms / 1000.0
+        return None

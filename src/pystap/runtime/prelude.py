@@ -65,11 +65,11 @@ def _hist_bucket(stat: stats.Stat | None, spec: stats.HistSpec, index: int) -> i
     return stat.bucket(index)
 
 
-def _hist_keys(stat: stats.Stat | None) -> list[int]:
-    """Bucket numbers a ``foreach`` over a histogram visits (non-empty buckets)."""
+def _hist_keys(stat: stats.Stat | None) -> range:
+    """Bucket numbers a ``foreach`` over a histogram visits: every bucket, as SystemTap does."""
     if stat is None or stat.hist is None:
-        return []
-    return [i for i, n in enumerate(stat.hist) if n]
+        return range(0)
+    return range(len(stat.hist))
 
 
 def _fmt_long(v: int) -> str:

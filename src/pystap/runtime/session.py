@@ -10,10 +10,12 @@ begin probes, and an error in an end probe skip the remaining ones.
 
 from __future__ import annotations
 
+import errno
 import io
 import os
 import selectors
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -21,6 +23,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from pystap import privilege
 from pystap.modfile import Module
 from pystap.runtime.context import Context
 from pystap.runtime.errors import AbortRequest, MaxActionError, ModuleLoadError, NextProbe, StapRuntimeError
@@ -133,7 +136,7 @@ class Session:
         self.ns: dict[str, Any] = {}
         self.locations: dict[int, str] = {}
         self.probes: list[RtProbe] = []
-        self.child: subprocess.Popen | None = None
+        self.child_pid: int | None = None
         self._child_gate: int | None = None
 
     # ---------------------------------------------------------------- messages
@@ -168,27 +171,31 @@ class Session:
         self.flush()
         self.out.close()
         self.output_index += 1
-        self.out = _Output(_open_output(f"{self.options.output}.{self.output_index}"), close=True)
+        base = os.fspath(self.options.output)
+        self.out = _Output(_open_output(f"{base}.{self.output_index}"), close=True)
 
     # ---------------------------------------------------------------- loading
 
     def load(self) -> None:
         """Compile and exec the module code, bind handlers, apply ``-G``."""
-        needed = _called_functions(self.module.code)
-        missing = sorted(needed - provided_functions())
+        try:
+            code = compile(self.module.code, CODE_FILENAME, "exec")
+        except (SyntaxError, ValueError, RecursionError, MemoryError) as exc:
+            raise ModuleLoadError(f"module code does not compile: {exc}") from None
+        missing = sorted(_called_functions(code) - provided_functions())
         if missing:
             raise ModuleLoadError(
                 f"this runtime does not provide function '{missing[0]}' used by the module")
-        try:
-            code = compile(self.module.code, CODE_FILENAME, "exec")
-        except (SyntaxError, ValueError) as exc:
-            raise ModuleLoadError(f"module code does not compile: {exc}") from None
         self.ns = build_namespace(self)
         sys.setrecursionlimit(max(sys.getrecursionlimit(), self.limits["MAXNESTING"] * 4 + 1000))
         try:
             exec(code, self.ns)  # noqa: S102 - the module's own generated code, after its checks
         except Exception as exc:
             raise ModuleLoadError(f"module code failed to initialise: {exc}") from None
+        declared = self.ns.get("_PRIVILEGE")
+        if declared is not None and declared != int(privilege.Level.from_name(self.module.privilege)):
+            raise ModuleLoadError("the module's code was generated for another privilege level than its"
+                                  " header declares")
         locs = self.ns.get("_LOC", {})
         self.locations = locs if isinstance(locs, dict) else {}
         for order, entry in enumerate(self.module.probes):
@@ -247,6 +254,8 @@ class Session:
             self.request_exit()
         except RecursionError:
             self._runtime_error(StapRuntimeError("MAXNESTING exceeded"))
+        except Exception as exc:  # a defect of the module code itself: report it, never a traceback
+            self._runtime_error(StapRuntimeError(f"internal error in handler: {type(exc).__name__}: {exc}"))
         if self.commands:
             self._run_commands()
 
@@ -267,6 +276,15 @@ class Session:
         if self.errors > self.maxerrors:
             self.state = ERROR
 
+    def _skip(self) -> None:
+        """A probe hit that could not run; too many stop the session, as MAXSKIPPED does."""
+        self.skipped += 1
+        if self.skipped > self.limits["MAXSKIPPED"] and self.state != ERROR:
+            self.stderr_line("ERROR: Skipped too many probes, check MAXSKIPPED or try again with stap -t for"
+                             " more details.")
+            self.errors += 1
+            self.state = ERROR
+
     def _run_commands(self) -> None:
         cmds, self.commands = self.commands, []
         self.flush()
@@ -283,7 +301,7 @@ class Session:
         self.ctx.pid = self.ctx.tid = self.mypid
         if self.options.output:
             try:
-                self.out = _Output(_open_output(self.options.output), close=True)
+                self.out = _Output(_open_output(os.fspath(self.options.output)), close=True)
             except OSError as exc:
                 self.stderr_line(f"ERROR: cannot open output file {self.options.output}: {exc.strerror}")
                 return 1
@@ -314,7 +332,7 @@ class Session:
             if self.state == STARTING:
                 self.state = RUNNING
             self.flush()
-            self._release_command()
+            self._release_command(go=self.state == RUNNING)
             if self.state == RUNNING:
                 for probe in self.probes:
                     if probe.family == "timer":
@@ -358,10 +376,8 @@ class Session:
                 sel.register(self._wakeup_r, selectors.EVENT_READ, ("signal", None, None))
             if self._pidfd is not None:
                 sel.register(self._pidfd, selectors.EVENT_READ, ("child", None, None))
-            deadline = None if self.options.timeout is None else time.monotonic() + self.options.timeout
-            if not sel.get_map():
-                # nothing can ever fire: wait for a signal or the timeout (as stap does)
-                pass
+            limit = self.options.effective_timeout()
+            deadline = None if limit is None else time.monotonic() + limit
             while self.state == RUNNING:
                 timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
                 if deadline is not None and timeout == 0.0:
@@ -386,7 +402,7 @@ class Session:
                                 break
                             target = by_id.get(probe_id)
                             if target is None:
-                                self.skipped += 1
+                                self._skip()
                                 continue
                             self.fire(target, fields)
                     elif kind == "signal":
@@ -443,50 +459,81 @@ class Session:
     # ---------------------------------------------------------------- -c CMD
 
     def _spawn_command(self, command: str) -> None:
-        """Start ``-c CMD`` held at a gate, so ``target()`` is known to begin probes."""
+        """Start ``-c CMD`` held at a gate, so ``target()`` is known to begin probes.
+
+        The child is forked and waits for one byte on a pipe before it execs;
+        the byte is sent after the begin probes ran (``_release_command``).
+        """
         argv = shlex.split(command)
         if not argv:
-            raise OSError(22, "empty command")
+            raise OSError(errno.EINVAL, "empty command")
+        exe = argv[0] if "/" in argv[0] else shutil.which(argv[0])
+        if exe is None or not os.access(exe, os.X_OK):
+            raise OSError(errno.ENOENT, os.strerror(errno.ENOENT))
         gate_r, gate_w = os.pipe2(os.O_CLOEXEC)
-
-        def wait_gate() -> None:
-            os.read(gate_r, 1)
-
-        self.child = subprocess.Popen(argv, preexec_fn=wait_gate, pass_fds=(), close_fds=True)
+        self.flush()
+        pid = os.fork()
+        if pid == 0:  # child: wait for the gate, then become the command
+            status = 127
+            try:
+                os.close(gate_w)
+                if os.read(gate_r, 1) == b"g":
+                    os.execvp(argv[0], argv)  # noqa: S606 - -c runs a program, never a shell
+                status = 1
+            except OSError as exc:
+                os.write(2, f"ERROR: cannot run command '{command}': {exc.strerror}\n".encode())
+            finally:
+                os._exit(status)
         os.close(gate_r)
         self._child_gate = gate_w
-        self.target_pid = self.child.pid
+        self.child_pid = pid
+        self.target_pid = pid
         try:
-            self._pidfd = os.pidfd_open(self.child.pid)
+            self._pidfd = os.pidfd_open(pid)
         except OSError:
             self._pidfd = None
 
-    def _release_command(self) -> None:
+    def _release_command(self, go: bool = True) -> None:
         if self._child_gate is not None:
             try:
-                os.write(self._child_gate, b"g")
+                os.write(self._child_gate, b"g" if go else b"x")
+            except OSError:
+                pass
             finally:
                 os.close(self._child_gate)
                 self._child_gate = None
 
     def _stop_command(self) -> None:
-        self._release_command()
-        if self.child is None:
+        """Reap ``-c CMD``; terminate it first when the session ended before it did."""
+        self._release_command(go=False)
+        pid = self.child_pid
+        if pid is None:
             return
-        if self.child.poll() is None:
-            self.child.terminate()
-            try:
-                self.child.wait(timeout=2)
-            except subprocess.TimeoutExpired:
-                self.child.kill()
-                self.child.wait()
+        self.child_pid = None
+        try:
+            done, _ = os.waitpid(pid, os.WNOHANG)
+            if done == 0:
+                os.kill(pid, signal.SIGTERM)
+                deadline = time.monotonic() + 2.0
+                while done == 0 and time.monotonic() < deadline:
+                    time.sleep(0.01)
+                    done, _ = os.waitpid(pid, os.WNOHANG)
+                if done == 0:
+                    os.kill(pid, signal.SIGKILL)
+                    os.waitpid(pid, 0)
+        except ChildProcessError:
+            pass
         if self._pidfd is not None:
             os.close(self._pidfd)
             self._pidfd = None
 
 
-def _called_functions(code: str) -> set[str]:
-    """Tapset functions a module's code calls (every ``_b_<name>`` it mentions)."""
-    import re
-
-    return {m.group(1) for m in re.finditer(r"\b_b_(\w+)", code)}
+def _called_functions(code: Any) -> set[str]:
+    """Tapset functions a module's compiled code refers to (every ``_b_<name>`` global it loads)."""
+    found: set[str] = set()
+    stack = [code]
+    while stack:
+        co = stack.pop()
+        found.update(n[3:] for n in co.co_names if n.startswith("_b_"))
+        stack.extend(c for c in co.co_consts if hasattr(c, "co_names"))
+    return found

@@ -25,6 +25,8 @@ Interfaces other parts call (names are stable):
     Trusted compile servers; ``.trusts(cert_der)`` compares SHA-256 fingerprints.
 ``generate_tls_identity(directory, dns_names) -> TlsIdentity``
     The compile server's TLS key + certificate (serverAuth only, never a signer).
+``trust_admin.add_certificate / remove_certificate / add_revocations / list_certificates``
+    Changing stores (``pystap-authorize-cert``; ``--trust-servers`` can reuse them).
 
 All user-caused failures other than verification raise :class:`SigningError`
 with a message to print. The envelope and statement formats are documented in

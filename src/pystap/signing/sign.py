@@ -42,7 +42,10 @@ def sign_module(
         raise SigningError(f"cannot sign: not a valid pystap module: {exc}") from None
     if validity <= timedelta(0):
         raise SigningError("signature validity must be positive")
-    issued = (now or datetime.now(UTC)).astimezone(UTC).replace(microsecond=0)
+    when = now or datetime.now(UTC)
+    if when.tzinfo is None:  # naive times are UTC, as in verify()
+        when = when.replace(tzinfo=UTC)
+    issued = when.astimezone(UTC).replace(microsecond=0)
     cert_end = key.certificate.not_valid_after_utc
     if issued >= cert_end:
         raise SigningError(

@@ -83,7 +83,9 @@ def decode(payload: bytes) -> dict[str, Any]:
             raise EnvelopeError(f"'{key}' in the signed statement must be a short string")
     for key in ("issued_at", "expires_at"):
         try:
-            parse_time(obj[key]) if isinstance(obj[key], str) else parse_time("")
+            if not isinstance(obj[key], str):
+                raise ValueError(key)
+            parse_time(obj[key])
         except ValueError:
             raise EnvelopeError(f"'{key}' in the signed statement must be a UTC time like "
                                 "2026-01-31T12:00:00Z") from None

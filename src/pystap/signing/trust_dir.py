@@ -33,10 +33,13 @@ class TrustDirContents:
     exists: bool = True
 
 
-def _open_problem(exc: OSError, what: str) -> str:
+def _open_problem(exc: OSError, what: str, path: Path | None = None) -> str:
+    """Say why an open failed; the refusal is already decided, ``lstat`` only words it."""
     if exc.errno == errno.ELOOP:
         return f"{what} is a symbolic link"
     if exc.errno == errno.ENOTDIR:
+        if path is not None and path.is_symlink():
+            return f"{what} is a symbolic link"
         return f"{what} is not a directory"
     return f"cannot open {what}: {exc.strerror or exc}"
 
@@ -53,7 +56,7 @@ def read_trust_dir(path: str | os.PathLike[str], owner_uid: int, what: str) -> T
         contents.problems.append(f"{label} does not exist")
         return contents
     except OSError as exc:
-        contents.problems.append(_open_problem(exc, label))
+        contents.problems.append(_open_problem(exc, label, directory))
         return contents
     try:
         problem = safe_files.ownership_problem(os.fstat(dir_fd), label, owner_uid)

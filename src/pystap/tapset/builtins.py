@@ -271,8 +271,9 @@ def _parse(table: str) -> dict[tuple[str, int], Builtin]:
         if key in out:
             raise ValueError(f"duplicate builtin {name}/{len(params)}")
         privilege = _TAGS[tag]
-        out[key] = Builtin(name, tuple(params), _TYPES[ret], privilege,
-                           user_memory=privilege is FnPrivilege.MYPROC)
+        out[key] = Builtin(
+            name, tuple(params), _TYPES[ret], privilege, user_memory=privilege is FnPrivilege.MYPROC
+        )
     return out
 
 

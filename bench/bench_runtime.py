@@ -1,0 +1,160 @@
+"""Runtime benchmarks: end-to-end ``pystap`` wall time and generated-handler throughput.
+
+1. ``pystap -e 'probe begin { exit() }'`` as a whole process: cold (empty
+   module cache, passes 1-5) and cached (passes 4-5 from the cache); medians.
+2. Handler throughput: the module built from ``a[tid()] <<< n``-style code
+   driven with synthetic event records, (a) calling the generated handler
+   directly, (b) through ``Session.fire`` (what every event pays), (c)
+   through the session's event loop with batches from an EventSource.  A
+   cProfile summary of (b) shows where the time goes.
+
+Prints one JSON object with the numbers and their ratio to
+``baseline/runtime.json`` (>1 means slower than the baseline).
+"""
+
+from __future__ import annotations
+
+import cProfile
+import io
+import json
+import os
+import pstats
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+BASELINE = HERE / "baseline" / "runtime.json"
+SCRIPT = "probe begin { exit() }"
+HANDLER_SCRIPT = "global a; probe timer.s(3600) { a[tid()] <<< cpu() }"
+EVENTS = 200_000
+RUNS = 7
+
+
+def _pystap() -> list[str]:
+    return [sys.executable, "-m", "pystap.cli.stap"]
+
+
+def wall_times() -> dict[str, float]:
+    cold, cached = [], []
+    for _ in range(RUNS):
+        with tempfile.TemporaryDirectory() as cache:
+            env = {**os.environ, "XDG_CACHE_HOME": cache}
+            for bucket in (cold, cached):
+                t0 = time.perf_counter()
+                subprocess.run([*_pystap(), "-e", SCRIPT], env=env, check=True, capture_output=True)
+                bucket.append(time.perf_counter() - t0)
+    return {"cold_s": round(statistics.median(cold), 3), "cached_s": round(statistics.median(cached), 3)}
+
+
+def build_session():
+    from pystap.cli.stap import CliOptions, Reporter, run_pass1, run_pass2
+    from pystap.runtime.options import RunOptions
+    from pystap.runtime.session import Session
+    from pystap.translate import build
+
+    o = CliOptions(script=HANDLER_SCRIPT, no_warnings=True)
+    rep = Reporter(io.StringIO(), {})
+    module, _ = build(run_pass2(o, run_pass1(o, io.StringIO(), rep), rep), None)
+    session = Session(module, RunOptions(stdout=io.BytesIO(), stderr=io.BytesIO(), handle_signals=False))
+    session.load()
+    session.mypid = os.getpid()
+    probe = next(p for p in session.probes if p.family == "timer")
+    return session, probe
+
+
+class Events:
+    def __init__(self, probe_id: int, total: int, batch: int = 1000) -> None:
+        self.r, self.w = os.pipe()
+        os.write(self.w, b"x")
+        self.left = total
+        self.batch = [(probe_id, {"tid": 1000 + i % 64, "pid": 1000, "cpu": i % 2}) for i in range(batch)]
+
+    def fileno(self) -> int:
+        return self.r
+
+    def read_batch(self):
+        if self.left <= 0:
+            return []
+        self.left -= len(self.batch)
+        return self.batch
+
+
+def throughput() -> dict[str, object]:
+    session, probe = build_session()
+    c = session.ctx
+    handler = probe.handler
+    fields = [{"tid": 1000 + i % 64, "pid": 1000, "cpu": i % 2} for i in range(EVENTS)]
+    t0 = time.perf_counter()
+    for f in fields:
+        c.act = 10000
+        c.tid = f["tid"]
+        handler(c)
+    direct = EVENTS / (time.perf_counter() - t0)
+
+    session, probe = build_session()
+    fire = session.fire
+    t0 = time.perf_counter()
+    for f in fields:
+        fire(probe, f)
+    dispatched = EVENTS / (time.perf_counter() - t0)
+
+    session, probe = build_session()
+    events = Events(probe.id, EVENTS)
+    session.events = events
+    session.state = "running"
+    t0 = time.perf_counter()
+
+
+    def stop_when_drained(orig=events.read_batch):
+        batch = orig()
+        if not batch:
+            session.request_exit()
+        return batch
+
+    events.read_batch = stop_when_drained  # type: ignore[method-assign]
+    session._loop([])
+    looped = EVENTS / (time.perf_counter() - t0)
+    os.close(events.r)
+    os.close(events.w)
+
+
+    session, probe = build_session()
+    prof = cProfile.Profile()
+    prof.enable()
+    for f in fields[:50_000]:
+        session.fire(probe, f)
+    prof.disable()
+    stats = pstats.Stats(prof)
+    total = sum(v[2] for v in stats.stats.values()) or 1.0  # type: ignore[attr-defined]
+    rows = sorted(stats.stats.items(), key=lambda kv: kv[1][2], reverse=True)[:6]  # type: ignore[attr-defined]
+    profile = [{"function": f"{Path(k[0]).name}:{k[2]}", "share": round(v[2] / total, 2)} for k, v in rows]
+    return {
+        "events": EVENTS,
+        "handler_direct_events_per_s": int(direct),
+        "session_fire_events_per_s": int(dispatched),
+        "event_loop_events_per_s": int(looped),
+        "profile_session_fire_tottime_share": profile,
+    }
+
+
+def main() -> int:
+    report: dict[str, object] = {"end_to_end": wall_times(), "throughput": throughput()}
+    report["goals"] = {"cold_s": 0.5, "cached_s": 0.25, "events_per_s": 300_000}
+    if BASELINE.exists():
+        base = json.loads(BASELINE.read_text())
+        ratios = {}
+        for k in ("cold_s", "cached_s"):
+            ratios[k] = round(report["end_to_end"][k] / base["end_to_end"][k], 2)  # type: ignore[index]
+        for k in ("handler_direct_events_per_s", "session_fire_events_per_s", "event_loop_events_per_s"):
+            ratios[k] = round(base["throughput"][k] / report["throughput"][k], 2)  # type: ignore[index]
+        report["ratio_to_baseline"] = ratios
+    print(json.dumps(report, indent=2, sort_keys=True))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,687 @@
+"""``pystap``: the translator's command line, as ``stap`` has it.
+
+Only argument handling and output live here; each pass is one function
+(:func:`run_pass1`, :func:`run_pass2`, :func:`run_later_passes`) so passes 3-5
+plug in at a single dispatch point.  Heavy modules are imported inside the
+pass that needs them: a ``-p1`` run never imports the elaborator, and
+``--help`` imports nothing.
+
+Exit status: 0 on success, 1 on any error (as ``stap``).
+"""
+
+from __future__ import annotations
+
+import getopt
+import os
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any, TextIO
+
+VERSION = "0.1.0"
+STAP_COMPAT = "5.6"
+
+USAGE = """\
+pystap {version} (SystemTap {compat} script language)
+Usage: pystap [options] FILE [ARGS ...]        Run script in file.
+   or: pystap [options] -                      Run script on stdin.
+   or: pystap [options] -e SCRIPT [ARGS ...]   Run given script.
+   or: pystap [options] -l PROBE               List matching probes.
+   or: pystap [options] -L PROBE               List matching probes and context variables.
+
+Options:
+   --         end of translator options, script options follow
+   -h --help  show this help
+   -V         show version
+   -p NUM     stop after pass NUM 1-5 (parse, elaborate, translate, package, run)
+   -v         add verbosity to all passes (repeat for more)
+   -e SCRIPT  run given script instead of a script file
+   -I DIR     look in DIR for additional .stp/.stpm tapset files
+   -D NM=VAL  emit macro definition into generated code
+   -g         guru mode
+   -u         unoptimized translation
+   -w         suppress warnings
+   -W         turn warnings into errors
+   -c CMD     start the probes, run CMD, and exit when it finishes
+   -x PID     sets target() to PID
+   -o FILE    send script output to file
+   -m MODULE  set the module name
+   -T TIME    terminate the script after TIME seconds
+   -G VAR=VAL set global variable to value
+   -s NUM     buffer size in megabytes
+   --compatible=VERSION   language version to follow (default {compat})
+   --privilege=PRIVILEGE  check the script for stapusr, stapsys or stapdev
+   --unprivileged         same as --privilege=stapusr
+   --semantic-keep-going  list every pass-2 error in a tab-separated catalogue
+   --dump-probe-types     show the available probe point shapes
+   --dump-probe-aliases   show the probe aliases of the tapset library
+   --dump-functions       show the functions of the tapset library
+   --disable-cache        do not use the tapset index cache
+"""
+
+_SHORT = "hVvp:e:I:D:guwWc:x:o:m:T:G:s:l:L:kb"
+_LONG = [
+    "help",
+    "version",
+    "compatible=",
+    "privilege=",
+    "unprivileged",
+    "semantic-keep-going",
+    "dump-probe-types",
+    "dump-probe-aliases",
+    "dump-functions",
+    "disable-cache",
+    "suppress-time-limits",
+    "skip-badvars",
+    "vp=",
+    "clean-cache",
+]
+
+
+def _takes_value(name: str) -> bool:
+    if name.startswith("--"):
+        return name[2:] + "=" in _LONG
+    i = _SHORT.find(name[1:])
+    return i >= 0 and i + 1 < len(_SHORT) and _SHORT[i + 1] == ":"
+
+
+class UsageError(Exception):
+    pass
+
+
+class ScriptMissing(Exception):
+    """The script file cannot be read: stap reports it as a pass-1 failure."""
+
+
+class CliOptions:
+    """The command line, parsed; ``raw`` keeps (option, value) pairs in order.
+
+    A plain class (not a dataclass): the CLI must start fast, and the
+    dataclasses machinery is a noticeable part of a cold start.
+    """
+
+    def __init__(self, **kw: Any) -> None:
+        self.raw: list[tuple[str, str | None]] = []
+        self.last_pass = 5
+        self.verbose = 0
+        self.script: str | None = None  # -e text
+        self.script_file: str | None = None
+        self.args: list[str] = []
+        self.include: list[str] = []
+        self.defines: list[str] = []
+        self.guru = False
+        self.unoptimized = False
+        self.no_warnings = False
+        self.warnings_as_errors = False
+        self.keep_going = False
+        self.compatible = STAP_COMPAT
+        self.privilege = 0x8
+        self.privilege_given = False
+        self.list_probes: str | None = None
+        self.list_vars = False
+        self.dump: str | None = None
+        self.target_cmd: str | None = None
+        self.target_pid: int | None = None
+        self.output: str | None = None
+        self.module: str | None = None
+        self.timeout: float | None = None
+        self.set_globals: list[str] = []
+        self.disable_cache = False
+        self.help = False
+        self.version = False
+        for k, v in kw.items():
+            setattr(self, k, v)
+
+
+def parse_args(argv: Sequence[str]) -> CliOptions:
+    try:
+        pairs, rest = getopt.getopt(list(argv), _SHORT, _LONG)
+    except getopt.GetoptError as err:
+        raise UsageError(str(err)) from None
+    o = CliOptions()
+    for name, value in pairs:
+        o.raw.append((name, value if _takes_value(name) else None))
+        if name in ("-h", "--help"):
+            o.help = True
+        elif name in ("-V", "--version"):
+            o.version = True
+        elif name == "-v":
+            o.verbose += 1
+        elif name == "-p":
+            if value not in ("1", "2", "3", "4", "5"):
+                raise UsageError(f"Invalid pass number '{value}' (should be 1-5).")
+            o.last_pass = int(value)
+        elif name == "-e":
+            if o.script is not None:
+                raise UsageError("Only one script can be given on the command line.")
+            o.script = value
+        elif name == "-I":
+            o.include.append(value)
+        elif name == "-D":
+            o.defines.append(value)
+        elif name == "-g":
+            o.guru = True
+        elif name == "-u":
+            o.unoptimized = True
+        elif name == "-w":
+            o.no_warnings = True
+        elif name == "-W":
+            o.warnings_as_errors = True
+        elif name == "-c":
+            o.target_cmd = value
+        elif name == "-x":
+            try:
+                o.target_pid = int(value, 10)
+            except ValueError:
+                raise UsageError(f"Invalid target process ID number '{value}'.") from None
+        elif name == "-o":
+            o.output = value
+        elif name == "-m":
+            o.module = value
+        elif name == "-T":
+            try:
+                o.timeout = float(value)
+            except ValueError:
+                raise UsageError(f"Invalid timeout '{value}'.") from None
+        elif name == "-G":
+            o.set_globals.append(value)
+        elif name in ("-l", "-L"):
+            o.list_probes = value
+            o.list_vars = name == "-L"
+            o.last_pass = 2
+        elif name == "--compatible":
+            o.compatible = value
+        elif name == "--semantic-keep-going":
+            o.keep_going = True
+        elif name in ("--dump-probe-types", "--dump-probe-aliases", "--dump-functions"):
+            o.dump = name[2:]
+        elif name == "--disable-cache":
+            o.disable_cache = True
+    if o.list_probes is None and o.dump is None and not o.help and not o.version:
+        if o.script is None:
+            if not rest:
+                raise UsageError("A script must be specified.")
+            o.script_file = rest[0]
+            rest = rest[1:]
+        o.args = list(rest)
+    else:
+        o.args = list(rest)
+    return o
+
+
+# -- diagnostics ----------------------------------------------------------------------------
+
+
+class Reporter:
+    """Renders errors and warnings as ``stap`` does, with source lines."""
+
+    def __init__(self, err: TextIO, sources: dict[str, str]) -> None:
+        self.err = err
+        self.sources = sources
+        self.files_named: set[str] = set()
+
+    def _elide_files(self, text: str, toks: list[Any]) -> str:
+        """stap names a file in a token's location only the first time; later ones read ``at :L:C``.
+
+        Only the token descriptions that end a message line are touched, never message text.
+        """
+        by_desc = {t.describe(): t for t in toks if t is not None}
+        lines = text.split("\n")
+        for i, line in enumerate(lines):
+            for desc, tok in by_desc.items():
+                if line.endswith(desc):
+                    name = tok.loc.file
+                    if name in self.files_named:
+                        lines[i] = line[: len(line) - len(desc)] + desc.replace(f" at {name}:", " at :", 1)
+                    else:
+                        self.files_named.add(name)
+                    break
+        return "\n".join(lines)
+
+    @staticmethod
+    def _tokens(e: Any) -> list[Any]:
+        out = [getattr(e, "tok", None)]
+        for sub in getattr(e, "chain", []) or []:
+            out.extend(Reporter._tokens(sub))
+        return out
+
+    def error(self, e: Any) -> None:
+        from pystap.lang.diagnostics import format_error
+
+        render = getattr(e, "render", None)
+        text = render(self.sources) if callable(render) else format_error(e, self.sources)
+        if getattr(e, "kind", "") == "semantic":
+            text = self._elide_files(text, self._tokens(e))
+        self.err.write(text.rstrip("\n") + "\n\n")
+
+    def warning(self, w: Any) -> None:
+        self.err.write(self._elide_files(w.render(), [w.tok]) + "\n")
+        tok = w.tok
+        if tok is not None and tok.loc.file in self.sources:
+            lines = self.sources[tok.loc.file].split("\n")
+            if 1 <= tok.loc.line <= len(lines):
+                line = lines[tok.loc.line - 1]
+                prefix = " source: "
+                self.err.write(prefix + line + "\n")
+                lead = "".join("\t" if c == "\t" else " " for c in line[: max(tok.loc.col - 1, 0)])
+                self.err.write(" " * len(prefix) + lead + "^\n")
+
+
+def _usage_kb() -> str:
+    """``virt/res/shr/data kb`` of this process, as stap's pass summaries print it."""
+    try:
+        with open("/proc/self/statm", encoding="ascii") as f:
+            size, res, shr, _text, _lib, data = (int(x) for x in f.read().split()[:6])
+    except (OSError, ValueError):
+        return "unknown memory"
+    kb = os.sysconf("SC_PAGE_SIZE") // 1024
+    return f"{size * kb}virt/{res * kb}res/{shr * kb}shr/{data * kb}data kb"
+
+
+class PassTimer:
+    def __init__(self) -> None:
+        self.t0 = time.monotonic()
+        self.r0 = os.times()
+
+    def summary(self) -> str:
+        t = os.times()
+        real = (time.monotonic() - self.t0) * 1000
+        usr = (t.user - self.r0.user) * 1000
+        sys_ = (t.system - self.r0.system) * 1000
+        return f"using {_usage_kb()}, in {usr:.0f}usr/{sys_:.0f}sys/{real:.0f}real ms."
+
+
+# -- pass 1 -----------------------------------------------------------------------------------
+
+
+class Pass1Result:
+    def __init__(self, user: Any, library: list[Any], sources: dict[str, str], library_count: int) -> None:
+        self.user = user  # StapFile, or None for listings
+        self.library = library  # StapFile (tapset) the script can reach
+        self.sources = sources
+        self.library_count = library_count
+
+
+def _parse_context(o: CliOptions) -> Any:
+    from pystap.lang.context import ParseContext
+    from pystap.privilege import name as level_name
+
+    return ParseContext(
+        compatible=o.compatible, privilege=level_name(o.privilege), guru=o.guru, args=list(o.args)
+    )
+
+
+def _read_script(o: CliOptions, stdin: TextIO) -> tuple[str, str]:
+    if o.script is not None:
+        return o.script, "<input>"
+    path = o.script_file or "-"
+    if path == "-":
+        data = stdin.buffer.read() if hasattr(stdin, "buffer") else stdin.read().encode("latin-1", "replace")
+        return data.decode("latin-1"), "<input>"
+    from pystap.tapset.loader import MAX_TAPSET_FILE
+
+    try:
+        with open(path, "rb") as f:
+            data = f.read(MAX_TAPSET_FILE * 4 + 1)
+    except OSError:
+        raise ScriptMissing(f"Input file '{path}' is missing.") from None
+    if len(data) > MAX_TAPSET_FILE * 4:
+        raise UsageError(f"Script file '{path}' is too large.")
+    return data.decode("latin-1"), path
+
+
+def run_pass1(o: CliOptions, stdin: TextIO, rep: Reporter, need_library: bool = True) -> Pass1Result:
+    """Parse the user script and the tapset library files it can need.
+
+    Library macros are read first (they change how the script parses); the
+    library's ``*.stp`` files are parsed only when pass 2 will run, and then
+    only those the script can reach (see :mod:`pystap.tapset.loader`).
+    """
+    from pystap.lang.parser import parse_file
+    from pystap.lang.preprocess import parse_library_macros
+    from pystap.tapset import loader
+
+    ctx = _parse_context(o)
+    candidates = loader.find_files(o.include)
+    for f in candidates:
+        if f.macros:
+            rep.sources[f.path] = f.text
+            ctx.library_macros.update(parse_library_macros(f.text, f.path, ctx))
+    has_script = o.script is not None or o.script_file is not None
+    text, name = _read_script(o, stdin) if has_script else ("", "<input>")
+    rep.sources[name] = text
+    user = parse_file(text, name, ctx, privileged=o.guru) if has_script else None
+    library: list[Any] = []
+    if need_library:
+        words = loader.script_words(text) if user is not None else None
+        library = _library(o, ctx, candidates, words, rep)
+    return Pass1Result(user, library, rep.sources, len(candidates))
+
+
+def _library(
+    o: CliOptions, ctx: Any, candidates: list[Any], words: set[str] | None, rep: Reporter
+) -> list[Any]:
+    from pystap.lang.parser import parse_file
+    from pystap.tapset import loader
+
+    stp = [f for f in candidates if not f.macros]
+    index = {} if o.disable_cache else loader.load_index()
+    chosen = stp if words is None else loader.needed_files(index, words, stp)
+    out = []
+    dirty = False
+    for f in chosen:
+        parsed = parse_file(f.text, f.path, ctx, tapset=True)
+        rep.sources[f.path] = f.text
+        out.append(parsed)
+        if f.digest not in index:
+            index[f.digest] = loader.declared_names(parsed)
+            dirty = True
+    if dirty and not o.disable_cache:
+        loader.save_index(index)
+    return out
+
+
+# -- pass 2 -----------------------------------------------------------------------------------
+
+
+def elab_options(o: CliOptions) -> Any:
+    from pystap.lang.elaborate import ElabOptions
+
+    return ElabOptions(
+        privilege=o.privilege,
+        guru=o.guru,
+        unoptimized=o.unoptimized,
+        suppress_warnings=o.no_warnings,
+        warnings_as_errors=o.warnings_as_errors,
+        keep_going=o.keep_going,
+        target_pid=o.target_pid,
+    )
+
+
+def run_pass2(o: CliOptions, p1: Pass1Result, rep: Reporter) -> Any:
+    from pystap.lang.elaborate import elaborate
+
+    files = ([p1.user] if p1.user is not None else []) + p1.library
+    script = elaborate(files, elab_options(o))
+    for w in script.warnings:
+        rep.warning(w)
+    return script
+
+
+# -- passes 3-5: the dispatch point ---------------------------------------------------------------
+
+
+def run_later_passes(o: CliOptions, script: Any, out: TextIO, err: TextIO) -> int:
+    """Passes 3 (translate), 4 (package) and 5 (run): see :mod:`pystap.translate.driver`."""
+    from pystap.translate.driver import run_later_passes as later
+
+    return later(o, script, out, err)
+
+
+# -- listings ----------------------------------------------------------------------------------
+
+
+def list_probes(o: CliOptions, stdin: TextIO, out: TextIO, rep: Reporter) -> int:
+    """``-l PROBE`` / ``-L PROBE``: the concrete points a probe point matches."""
+    from pystap.lang.diagnostics import StapError
+
+    pattern = o.list_probes or ""
+    text = f"probe {pattern} {{}}"
+    o2 = CliOptions(
+        **{**o.__dict__, "script": text, "script_file": None, "unoptimized": True, "no_warnings": True}
+    )
+    try:
+        p1 = run_pass1(o2, stdin, rep)
+        from pystap.lang.elaborate import ElabOptions, elaborate
+
+        eo = ElabOptions(
+            privilege=o.privilege,
+            guru=o.guru,
+            unoptimized=True,
+            suppress_warnings=True,
+            check_privilege=False,
+        )
+        script = elaborate(([p1.user] if p1.user else []) + p1.library, eo)
+    except StapError:
+        return 0  # nothing matches: stap lists nothing
+    lines: set[str] = set()
+    for p in script.probes:
+        if p.params.get("unread_display"):
+            continue
+        line = p.point
+        if o.list_vars:
+            names = list(p.context_vars) + [n for n in p.provided if n not in p.context_vars]
+            line += "".join(f" {n}:{(p.context_vars.get(n) or p.provided.get(n)).value}" for n in names)
+        lines.add(line)
+    for line in sorted(lines):
+        out.write(line + "\n")
+    return 0
+
+
+def dump_info(o: CliOptions, out: TextIO, stdin: TextIO, rep: Reporter) -> int:
+    if o.dump == "dump-probe-types":
+        from pystap.policy.probes import family_allowed
+        from pystap.probes.registry import default_registry, shape_text
+
+        seen = sorted(
+            {shape_text(s) for s in default_registry().shapes if family_allowed(s.family, o.privilege)}
+        )
+        out.write("".join(line + "\n" for line in seen))
+        return 0
+    if o.dump == "dump-functions":
+        from pystap.tapset.builtins import BUILTINS
+
+        lines = []
+        for b in BUILTINS.values():
+            params = ", ".join(f"{n}:{t.value}" for n, t in b.params)
+            ret = b.returns.value if b.returns.value != "unknown" else "unknown"
+            lines.append(f"{b.name}:{ret} ({params}) /* {b.privilege.value} */")
+        p1 = run_pass1(CliOptions(**{**vars(o), "script": None, "script_file": None}), stdin, rep)
+        for f in p1.library:
+            for fn in f.functions:
+                params = ", ".join(f"{p.name}:{p.declared_type.value}" for p in fn.params)
+                lines.append(f"{fn.name}:{fn.return_type.value} ({params})")
+        out.write("".join(line + "\n" for line in sorted(set(lines))))
+        return 0
+    # aliases
+    p1 = run_pass1(CliOptions(**{**vars(o), "script": None, "script_file": None}), stdin, rep)
+    from pystap.lang.aliases import point_text
+
+    names = sorted({point_text(n) for f in p1.library for a in f.aliases for n in a.names})
+    out.write("".join(n + "\n" for n in names))
+    return 0
+
+
+# -- main ----------------------------------------------------------------------------------------
+
+
+def _check_options_hook(o: CliOptions) -> list[str]:
+    """The single call site of the option allowlist and the environment rules
+    (owned by pystap.policy.options / pystap.policy.environment); fails closed."""
+    from pystap.policy.environment import check_environment
+    from pystap.policy.options import check_options
+    from pystap.privilege import Level
+
+    level = Level(o.privilege)
+    return [*check_options(o.raw, level), *check_environment(os.environ, level)]
+
+
+def main(
+    argv: Sequence[str] | None = None,
+    stdin: TextIO | None = None,
+    stdout: TextIO | None = None,
+    stderr: TextIO | None = None,
+) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    stdin = stdin or sys.stdin
+    out = stdout or sys.stdout
+    err = stderr or sys.stderr
+    try:
+        return _main(argv, stdin, out, err)
+    except UsageError as e:
+        err.write(f"{e}\nTry '--help' for more information.\n")
+        return 1
+    except ScriptMissing as e:
+        err.write(f"{e}\nPass 1: parse failed.  [man error::pass1]\n")
+        return 1
+    except KeyboardInterrupt:
+        return 1
+    except BrokenPipeError:
+        return 1
+
+
+class _Tee:
+    """Writes through to a stream and remembers what was written (for the result cache)."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+        self.parts: list[str] = []
+
+    def write(self, text: str) -> int:
+        self.parts.append(text)
+        return self.stream.write(text)
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+
+def _cache_key(argv: list[str], o: CliOptions) -> str | None:
+    """The -p2 result-cache key, when this run may use the cache at all."""
+    if o.last_pass != 2 or o.verbose or o.disable_cache or o.list_probes is not None or o.dump is not None:
+        return None
+    if o.script is None and (o.script_file is None or o.script_file == "-"):
+        return None
+    from pystap.lang import elabcache
+
+    return elabcache.cache_key(argv, o.script_file, o.include)
+
+
+def _main(argv: list[str], stdin: TextIO, out: TextIO, err: TextIO) -> int:
+    o = parse_args(argv)
+    if o.help:
+        out.write(USAGE.format(version=VERSION, compat=STAP_COMPAT))
+        return 0
+    if o.version:
+        out.write(f"pystap translator (version {VERSION}, SystemTap {STAP_COMPAT} language)\n")
+        return 0
+    key = _cache_key(argv, o)
+    if key is not None:
+        from pystap.lang import elabcache
+
+        hit = elabcache.lookup(key)
+        if hit is not None:
+            out.write(hit[0])
+            err.write(hit[1])
+            return 0
+        err = _Tee(err)  # type: ignore[assignment]
+    from pystap.policy.options import parse_privilege
+
+    level, priv_errors = parse_privilege(o.raw)
+    if priv_errors:
+        raise UsageError(priv_errors[0])
+    if level is not None:
+        o.privilege = int(level)
+        o.privilege_given = True
+    problems = _check_options_hook(o)
+    if problems:
+        for p in problems:
+            err.write(p + "\n")
+        return 1
+    rep = Reporter(err, {})
+    if o.dump is not None:
+        return _guard(lambda: dump_info(o, out, stdin, rep), rep, err)
+    if o.list_probes is not None:
+        return _guard(lambda: list_probes(o, stdin, out, rep), rep, err)
+
+    from pystap.lang.diagnostics import StapError
+
+    if o.last_pass >= 3:
+        from pystap.translate.driver import try_cached
+
+        cached = try_cached(o, out, err)
+        if cached is not None:
+            return cached
+    timer = PassTimer()
+    try:
+        p1 = run_pass1(o, stdin, rep, need_library=o.last_pass >= 2)
+    except StapError as e:
+        rep.error(e)
+        err.write("Pass 1: parse failed.  [man error::pass1]\n")
+        return 1
+    if o.verbose:
+        err.write(f"Pass 1: parsed user script and {p1.library_count} library scripts {timer.summary()}\n")
+    if o.last_pass == 1:
+        from pystap.lang.printer import print_parse_tree
+
+        out.write(print_parse_tree([p1.user]))
+        return 0
+    timer = PassTimer()
+    try:
+        script = run_pass2(o, p1, rep)
+    except StapError as e:
+        return _pass2_failed(o, e, rep, err)
+    if o.verbose:
+        err.write(f"Pass 2: analyzed script: {_counts(script)} {timer.summary()}\n")
+    if o.last_pass == 2:
+        from pystap.lang.dump import dump
+
+        text = dump(script, verbose=o.verbose > 0)
+        out.write(text)
+        if key is not None and isinstance(err, _Tee):
+            from pystap.lang import elabcache
+
+            if elabcache.cacheable(script):
+                elabcache.store(key, text, "".join(err.parts))
+        return 0
+    return run_later_passes(o, script, out, err)
+
+
+def _counts(script: Any) -> str:
+    def n(count: int, word: str) -> str:
+        return f"{count} {word}{'' if count == 1 else 's'}"
+
+    funcs = len(script.functions) + len(script.builtins)
+    return (
+        f"{n(len(script.probes), 'probe')}, {n(funcs, 'function')}, {n(len(script.embeds), 'embed')}, "
+        f"{n(len(script.globals), 'global')}"
+    )
+
+
+def _pass2_failed(o: CliOptions, e: Any, rep: Reporter, err: TextIO) -> int:
+    from pystap.lang.diagnostics import format_keep_going
+
+    errors = getattr(e, "errors", None) or [e]
+    for w in getattr(e, "warnings", []):
+        rep.warning(w)
+    if o.keep_going:
+        err.write(format_keep_going(errors) + "\n")
+        err.write("Pass 2: analysis failed.  [man error::pass2]\n")
+        return 1
+    # Like stap, print each distinct message once (same text about the same name).
+    seen: set[tuple[str, str]] = set()
+    suppressed = 0
+    for x in errors:
+        key = (x.message, x.tok.text if x.tok is not None else "")
+        if key in seen and not o.verbose:
+            suppressed += 1
+            continue
+        seen.add(key)
+        rep.error(x)
+    err.write("Pass 2: analysis failed.  [man error::pass2]\n")
+    if suppressed:
+        err.write(f"Number of similar error messages suppressed: {suppressed}.\nRerun with -v to see them.\n")
+    return 1
+
+
+def _guard(fn: Any, rep: Reporter, err: TextIO) -> int:
+    from pystap.lang.diagnostics import StapError
+
+    try:
+        return int(fn())
+    except StapError as e:
+        rep.error(e)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,101 @@
+"""The ``-p2`` listing, as ``stap -p2`` prints it.
+
+::
+
+    # globals
+    b[10]:long [long, string]
+    # functions
+    f:long (x:long, y:string)
+    # probes
+    timer.ms(100) /* <- timer.ms(100),end */
+      # locals
+      x:long
+
+With ``-v`` each function and probe is followed by its body (rendered by the
+pass-1 printer, so the listing re-parses).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from pystap.lang import ast
+
+
+def _t(t: ast.Type) -> str:
+    return t.value
+
+
+def global_line(g: ast.GlobalDecl) -> str:
+    text = g.name
+    if g.wrap:
+        text += "%"
+    if g.size is not None:
+        text += f"[{g.size}]"
+    text += ":" + _t(g.type)
+    if g.arity:
+        keys = [_t(g.key_types[i]) if i < len(g.key_types) else "unknown" for i in range(g.arity)]
+        text += " [" + ", ".join(keys) + "]"
+    return text
+
+
+def function_line(name: str, ret: ast.Type, params: list[tuple[str, ast.Type]]) -> str:
+    ps = ", ".join(f"{n}:{_t(t)}" for n, t in params)
+    return f"{name}:{_t(ret)} ({ps})"
+
+
+def dump(script: ast.ElaboratedScript, verbose: bool = False) -> str:
+    render: Callable[[Any], str] | None = None
+    if verbose:
+        try:
+            from pystap.lang import printer
+
+            render = getattr(printer, "print_stmt", None)
+        except ImportError:
+            render = None
+    out: list[str] = []
+    if script.embeds:
+        out.append("# global embedded code")
+        for e in script.embeds:
+            out.append("%{" + e.code + "%}")
+    if script.globals:
+        out.append("# globals")
+        out.extend(global_line(g) for g in script.globals)
+    entries: list[tuple[str, str, Any]] = []
+    for fn in script.functions:
+        ret = fn.inferred_type if fn.inferred_type is not ast.Type.UNKNOWN else fn.return_type
+        entries.append((fn.name, function_line(fn.name, ret, [(p.name, p.type) for p in fn.params]), fn))
+    for b in script.builtins:
+        entries.append((b.name, function_line(b.name, b.returns, list(b.params)), None))
+    if entries:
+        out.append("# functions")
+        for _, line, fn in sorted(entries, key=lambda e: (e[0], e[1])):
+            out.append(line)
+            if render is not None and fn is not None:
+                if fn.locals:
+                    out.append("  # locals")
+                    out.extend(f"  {v.name}:{_t(v.type)}" for v in fn.locals)
+                out.append(_safe(render, fn.body))
+    if script.probes:
+        out.append("# probes")
+        for p in script.probes:
+            cond = ""
+            if p.condition is not None:
+                from pystap.lang.printer import print_expr
+
+                cond = f" if ({print_expr(p.condition)})"
+            out.append(f"{p.point}{p.point_mark}{cond} /* <- {' <- '.join(p.derivation)} */")
+            if p.locals:
+                out.append("  # locals")
+                out.extend(f"  {v.name}:{_t(v.type)}" for v in p.locals)
+            if render is not None:
+                out.append(_safe(render, p.body))
+    return "\n".join(out) + ("\n" if out else "")
+
+
+def _safe(render: Callable[[Any], str], node: Any) -> str:
+    try:
+        return render(node)
+    except Exception as err:  # the listing must never fail because of the printer
+        return f"/* cannot print body: {type(err).__name__} */"

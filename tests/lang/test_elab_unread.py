@@ -1,0 +1,34 @@
+"""The synthetic display of globals that are written but never read."""
+
+from __future__ import annotations
+
+from test_elab_helpers import elab
+
+from pystap.lang import ast
+
+
+def _displays(s: ast.ElaboratedScript) -> dict[str, ast.DerivedProbe]:
+    return {p.params["unread_display"]: p for p in s.probes if p.params.get("unread_display")}
+
+
+def test_scalar_array_and_stats_displays() -> None:
+    s = elab('global a, b, c, d; probe begin { a = 1; b[1, "k"] = "x"; c <<< 3; d[1] <<< 2; print(1) }')
+    shown = _displays(s)
+    assert sorted(shown) == ["a", "b", "c", "d"]
+    assert all(p.point == "end" and p.family == "end" for p in shown.values())
+    fmt_a = next(n for n in ast.walk(shown["a"].body) if isinstance(n, ast.PrintFormat)).format
+    assert fmt_a == "a=%d\n"
+    fe = next(n for n in ast.walk(shown["b"].body) if isinstance(n, ast.Foreach))
+    assert (fe.sort_column, fe.sort_direction) == (0, -1)
+    fmt_b = next(n for n in ast.walk(shown["b"].body) if isinstance(n, ast.PrintFormat)).format
+    assert fmt_b == 'b[%d,"%s"]="%s"\n'
+    assert [v.name for v in shown["b"].locals] == ["__idx0", "__idx1", "__val"]
+    formats = [n.format for n in ast.walk(shown["c"].body) if isinstance(n, ast.PrintFormat)]
+    assert formats == ["c @count=%d @min=%d @max=%d @sum=%d @avg=%d\n", "c @count=0x0\n"]
+    fe_d = next(n for n in ast.walk(shown["d"].body) if isinstance(n, ast.Foreach))
+    assert fe_d.sort_aggr == "@count" and fe_d.value is None
+
+
+def test_read_globals_are_not_displayed() -> None:
+    s = elab("global a; probe begin { a = 1; print(a) }")
+    assert _displays(s) == {}
