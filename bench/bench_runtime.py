@@ -1,7 +1,9 @@
 """Runtime benchmarks: end-to-end ``pystap`` wall time and generated-handler throughput.
 
 1. ``pystap -e 'probe begin { exit() }'`` as a whole process: cold (empty
-   module cache, passes 1-5) and cached (passes 4-5 from the cache); medians.
+   module cache, passes 1-5) and cached (passes 4-5 from the cache); medians;
+   each also with ``--no-sign``, so the cost of pass 4's signature shows;
+   and the signing step alone (fresh process, imports included).
 2. Handler throughput: the module built from ``a[tid()] <<< n``-style code
    driven with synthetic event records, (a) calling the generated handler
    directly, (b) through ``Session.fire`` (what every event pays), (c)
@@ -38,16 +40,75 @@ def _pystap() -> list[str]:
     return [sys.executable, "-m", "pystap.cli.stap"]
 
 
+def _timed(args: list[str], env: dict[str, str], bucket: list[float]) -> None:
+    t0 = time.perf_counter()
+    subprocess.run([*_pystap(), *args, "-e", SCRIPT], env=env, check=True, capture_output=True)
+    bucket.append(time.perf_counter() - t0)
+
+
 def wall_times() -> dict[str, float]:
-    cold, cached = [], []
-    for _ in range(RUNS):
-        with tempfile.TemporaryDirectory() as cache:
-            env = {**os.environ, "XDG_CACHE_HOME": cache}
-            for bucket in (cold, cached):
-                t0 = time.perf_counter()
-                subprocess.run([*_pystap(), "-e", SCRIPT], env=env, check=True, capture_output=True)
-                bucket.append(time.perf_counter() - t0)
-    return {"cold_s": round(statistics.median(cold), 3), "cached_s": round(statistics.median(cached), 3)}
+    """Cold (empty module cache) and cached runs, signed (the default) and with ``--no-sign``.
+
+    Every module is signed at pass 4 with the user's key; here a private
+    configuration directory holds one key made before timing (the steady
+    state), and ``cold_new_key_s`` is a cold run that first creates the key
+    (once per user).  The difference signed - unsigned is what signing costs.
+    """
+    buckets: dict[str, list[float]] = {k: [] for k in ("cold_s", "cached_s", "cold_unsigned_s",
+                                                       "cached_unsigned_s", "cold_new_key_s")}
+    with tempfile.TemporaryDirectory() as config:
+        base = {**os.environ, "XDG_CONFIG_HOME": config}
+        subprocess.run([*_pystap(), "-p4", "-e", SCRIPT], check=True, capture_output=True,
+                       env={**base, "XDG_CACHE_HOME": config})  # the steady state: the key exists
+        for _ in range(RUNS):
+            for flags, cold, cached in (([], "cold_s", "cached_s"),
+                                        (["--no-sign"], "cold_unsigned_s", "cached_unsigned_s")):
+                with tempfile.TemporaryDirectory() as cache:
+                    env = {**base, "XDG_CACHE_HOME": cache}
+                    _timed(flags, env, buckets[cold])
+                    _timed(flags, env, buckets[cached])
+            with tempfile.TemporaryDirectory() as fresh:
+                _timed([], {**os.environ, "XDG_CONFIG_HOME": fresh, "XDG_CACHE_HOME": fresh},
+                       buckets["cold_new_key_s"])
+    result = {k: round(statistics.median(v), 3) for k, v in buckets.items()}
+    result["signing_cost_cold_s"] = round(result["cold_s"] - result["cold_unsigned_s"], 3)
+    result["signing_cost_cached_s"] = round(result["cached_s"] - result["cached_unsigned_s"], 3)
+    return result
+
+
+_SIGN_STEP = """
+import sys, time
+from pathlib import Path
+import pystap.translate.driver  # what every pystap run with passes 3-5 has imported already
+t0 = time.perf_counter()
+from pystap.translate import signature
+signature.ensure_signature(Path(sys.argv[1]), signature.SignSettings(), sys.stderr)
+print((time.perf_counter() - t0) * 1000)
+"""
+
+
+def signing_step_ms() -> dict[str, float]:
+    """Pass 4's signing step alone, each sample in a fresh process (imports included), medians in ms.
+
+    ``sign_ms``: a new module (loads the key, signs, writes the .sgn: what a
+    cold run adds); ``cached_check_ms``: a cached module whose .sgn is still
+    good (what a cached run adds).  Less noisy than the whole-process
+    difference on a shared machine.
+    """
+    samples: dict[str, list[float]] = {"sign_ms": [], "cached_check_ms": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        env = {**os.environ, "XDG_CONFIG_HOME": tmp, "XDG_CACHE_HOME": tmp}
+        out = subprocess.run([*_pystap(), "-p4", "-e", SCRIPT], env=env, check=True, capture_output=True,
+                             text=True).stdout
+        module = out.strip()
+        for _ in range(RUNS):
+            for name in ("sign_ms", "cached_check_ms"):
+                if name == "sign_ms":
+                    Path(f"{module}.sgn").unlink()
+                took = subprocess.run([sys.executable, "-c", _SIGN_STEP, module], env=env, check=True,
+                                      capture_output=True, text=True).stdout
+                samples[name].append(float(took))
+    return {k: round(statistics.median(v), 1) for k, v in samples.items()}
 
 
 def build_session():
@@ -142,13 +203,18 @@ def throughput() -> dict[str, object]:
 
 
 def main() -> int:
-    report: dict[str, object] = {"end_to_end": wall_times(), "throughput": throughput()}
+    report: dict[str, object] = {"end_to_end": wall_times(), "signing_step": signing_step_ms(),
+                                  "throughput": throughput()}
     report["goals"] = {"cold_s": 0.5, "cached_s": 0.25, "events_per_s": 300_000}
     if BASELINE.exists():
         base = json.loads(BASELINE.read_text())
         ratios = {}
-        for k in ("cold_s", "cached_s"):
-            ratios[k] = round(report["end_to_end"][k] / base["end_to_end"][k], 2)  # type: ignore[index]
+        for k in ("cold_s", "cached_s", "cold_unsigned_s", "cached_unsigned_s", "cold_new_key_s"):
+            if k in base["end_to_end"]:
+                ratios[k] = round(report["end_to_end"][k] / base["end_to_end"][k], 2)  # type: ignore[index]
+        for k in ("sign_ms", "cached_check_ms"):
+            if k in base.get("signing_step", {}):
+                ratios[k] = round(report["signing_step"][k] / base["signing_step"][k], 2)  # type: ignore[index]
         for k in ("handler_direct_events_per_s", "session_fire_events_per_s", "event_loop_events_per_s"):
             ratios[k] = round(base["throughput"][k] / report["throughput"][k], 2)  # type: ignore[index]
         report["ratio_to_baseline"] = ratios

@@ -248,3 +248,42 @@ def test_script_from_a_pipe_is_read_once_and_not_cached(tmp_path: Path) -> None:
     assert rc == 0, err
     assert out == "# probes\nbegin /* <- begin */\n"
     assert _p2_entries(tmp_path) == []
+
+
+def test_parse_failure_has_no_extra_blank_line() -> None:
+    """Byte for byte as `stap -p1 -e 'probe begin {'` (Debian's stap 4.8)."""
+    rc, out, err = run("-p1", "-e", "probe begin {")
+    assert rc == 1 and out == ""
+    assert err == ("parse error: expected statement\n"
+                   "        saw: <input> EOF\n"
+                   "\n"
+                   "1 parse error.\n"
+                   "Pass 1: parse failed.  [man error::pass1]\n")
+
+
+def test_empty_script_failure_has_no_extra_blank_line(tmp_path: Path) -> None:
+    script = tmp_path / "empty.stp"
+    script.write_text("")
+    rc, _, err = run("-p1", str(script))
+    assert rc == 1
+    assert err == f"Input file '{script}' is empty.\nPass 1: parse failed.  [man error::pass1]\n"
+
+
+MACRO_WARNING = (
+    "WARNING: macro redefines built-in operator '@cast': identifier 'cast' at <input>:1:9\n"
+    " source: @define cast %( 1 %) probe begin { exit() }\n"
+    "                 ^\n"
+)
+
+
+def test_pass1_warnings_are_printed_as_stap_does() -> None:
+    script = "@define cast %( 1 %) probe begin { exit() }"
+    rc, out, err = run("-p1", "-e", script)
+    assert rc == 0 and "probe begin" in out
+    assert err == MACRO_WARNING
+    rc, _, err = run("-p2", "-e", script)
+    assert rc == 0 and err == MACRO_WARNING  # printed once, before pass 2's own
+    rc, _, err = run("-p1", "-w", "-e", script)
+    assert rc == 0 and err == ""
+    rc, _, err = run("-p1", "-W", "-e", script)
+    assert rc == 1 and err == MACRO_WARNING + "Pass 1: parse failed.  [man error::pass1]\n"

@@ -67,7 +67,7 @@ def test_function_entry_and_return_values(session: KernelSession, target: Path) 
 def test_string_fetch_and_dwarf_parameter(session: KernelSession, target: Path) -> None:
     entries = entries_for(target, "process.function", {"process": str(target), "function": "greet",
                                                        "_names": ["process", "function"]})
-    assert "v_who=%di:s64" in entries[0]["params"]["fetch"]
+    assert "v_who=%di:u64" in entries[0]["params"]["fetch"]  # a pointer: DWARF-typed (elfsyms)
     entries[0]["params"]["fetch"].append("who_s=+0(%di):ustring")
     reader = session.install(entries)
     run_target(target, "1")

@@ -278,7 +278,7 @@ def test_follows_processes_the_user_starts_later(tfs: Tracefs, sid: str, shared_
 
 
 def test_installer_stapusr_session(tfs: Tracefs, shared_dir: Path) -> None:
-    """The daemon installer attaches a stapusr session to its client and streams gated records."""
+    """The daemon installer attaches a stapusr session to its -c/-x targets and streams gated records."""
     import json
     from types import SimpleNamespace
 
@@ -286,12 +286,13 @@ def test_installer_stapusr_session(tfs: Tracefs, shared_dir: Path) -> None:
     from pystap.kernel.installer import KernelInstaller, sid_for
 
     plain = shared_dir / "plain"
-    client = as_nobody(str(plain), "2", "w")  # stands in for the user's pystaprun
+    client = as_nobody(str(plain), "2", "w")  # stands in for the user's -x target
     entry = add_entry(plain, 0)
     records: list = []
     teardowns: list = []
     session = SimpleNamespace(
-        id=987_654, peer=SimpleNamespace(pid=client.pid, uid=NOBODY), send_events=records.extend,
+        id=987_654, peer=SimpleNamespace(pid=os.getpid(), uid=NOBODY), targets=(client.pid,),
+        send_events=records.extend,
         own=lambda what, fn: teardowns.append(fn),
         module=SimpleNamespace(privilege="stapusr", probes=(modfile.ProbeEntry(
             id=1, family="process.function", point="p", handler="h", params=entry["params"]),)))

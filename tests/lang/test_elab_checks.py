@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from test_elab_helpers import elab, elab_errors
 
-from pystap.lang.checks import ere_to_python, regex_error
+from pystap import ere
 
 
 def test_foreach_mutation_direct_and_through_calls() -> None:
@@ -38,12 +38,13 @@ def test_bad_regex() -> None:
 
 @pytest.mark.parametrize("pattern", ["(", "[abc", "a\\1", "[[:nope:]]", "x{2,1}"])
 def test_regex_errors(pattern: str) -> None:
-    assert regex_error(pattern) is not None
+    assert ere.check(pattern) is not None
 
 
-def test_ere_translation() -> None:
-    assert ere_to_python("[[:digit:]]+") == "[0-9]+"
-    assert ere_to_python("[]a]") == "[\\]a]"
+def test_regex_error_text_and_position() -> None:
+    """The pass-2 message is stapregex's, with the pattern's position (stap 4.8 prints the same)."""
+    errs = elab_errors('probe begin { if ("x" =~ "[z-a]") print(1) }')
+    assert errs == ["regex compilation error (at position 4): Inverted character range z-a'[z-a]'@1:26"]
 
 
 def test_wrap_on_scalar() -> None:

@@ -202,7 +202,7 @@ def test_process_function_probe_on_a_built_binary(tmp_path) -> None:
     exe = tmp_path / "t"
     subprocess.run(["gcc", "-g", "-O0", "-o", str(exe), str(src)], check=True)
     s = elab(f'probe process("{exe}").function("work") {{ print($x) }}')
-    assert s.probes[0].point == f'process("{exe}").function("work")'
+    assert s.probes[0].point == f'process("{exe}").function("work@{src}:1")'  # stap's NAME@FILE:LINE
     assert s.probes[0].family == "process.function" and s.probes[0].myproc
     assert elab_errors(f'probe process("{exe}").function("work") {{ print($nosuch) }}')[0].startswith(
         "unable to find local 'nosuch'"

@@ -49,9 +49,9 @@ def test_runtime_names_agree_with_the_table() -> None:
 
 
 def test_every_declared_function_has_a_runtime_implementation() -> None:
-    registry = getattr(pystap.runtime, "FUNCTIONS", None)
-    if registry is None:
-        pytest.skip("the runtime does not expose its assembled registry (pystap.runtime.FUNCTIONS) yet")
+    """Every function pass 2 accepts (guru ones aside) exists in the assembled runtime registry,
+    if only as a stub that refuses with the reason (so a module never fails on a missing name)."""
+    registry = pystap.runtime.FUNCTIONS
     missing = {b.name for b in builtins.BUILTINS.values() if b.privilege is not FunctionPrivilege.GURU} - set(registry)
     assert missing == set()
 

@@ -17,18 +17,32 @@ def test_scalar_array_and_stats_displays() -> None:
     assert sorted(shown) == ["a", "b", "c", "d"]
     assert all(p.point == "end" and p.family == "end" for p in shown.values())
     fmt_a = next(n for n in ast.walk(shown["a"].body) if isinstance(n, ast.PrintFormat)).format
-    assert fmt_a == "a=%d\n"
+    assert fmt_a == "a=%#x\n"
     fe = next(n for n in ast.walk(shown["b"].body) if isinstance(n, ast.Foreach))
     assert (fe.sort_column, fe.sort_direction) == (0, -1)
     fmt_b = next(n for n in ast.walk(shown["b"].body) if isinstance(n, ast.PrintFormat)).format
-    assert fmt_b == 'b[%d,"%s"]="%s"\n'
+    assert fmt_b == 'b[%#d,"%#s"]="%#s"\n'
     assert [v.name for v in shown["b"].locals] == ["__idx0", "__idx1", "__val"]
     formats = [n.format for n in ast.walk(shown["c"].body) if isinstance(n, ast.PrintFormat)]
-    assert formats == ["c @count=%d @min=%d @max=%d @sum=%d @avg=%d\n", "c @count=0x0\n"]
+    assert formats == ["c @count=%#d @min=%#d @max=%#d @sum=%#d @avg=%#d\n", "c @count=0x0\n"]
     fe_d = next(n for n in ast.walk(shown["d"].body) if isinstance(n, ast.Foreach))
     assert fe_d.sort_aggr == "@count" and fe_d.value is None
 
 
 def test_read_globals_are_not_displayed() -> None:
     s = elab("global a; probe begin { a = 1; print(a) }")
+    assert _displays(s) == {}
+
+
+def test_exact_formats_are_systemtaps() -> None:
+    """elaborate.cxx add_global_var_display (--compatible >= 1.4): values %#x, keys %#d, strings %#s."""
+    s = elab('global n, t, m; probe begin { n = -1; t[1, "k"] = 2; m["x"] = "y"; print(1) }')
+    shown = _displays(s)
+    fmts = {k: [x.format for x in ast.walk(p.body) if isinstance(x, ast.PrintFormat)] for k, p in shown.items()}
+    assert fmts == {"n": ["n=%#x\n"], "t": ['t[%#d,"%#s"]=%#x\n'], "m": ['m["%#s"]="%#s"\n']}
+
+
+def test_tapset_globals_are_never_displayed() -> None:
+    # qsq_start() writes queue_stats.stp's globals and reads none of them
+    s = elab('probe begin { qsq_start("q") }')
     assert _displays(s) == {}

@@ -11,7 +11,7 @@ from pystap.lang.context import ParseContext
 from pystap.lang.diagnostics import ParseError, ParseErrors, StapError, format_error
 from pystap.lang.parser import MAX_NESTING, decode_string, parse_expression, parse_file
 from pystap.lang.printer import print_expr
-from pystap.lang.printf_format import parse_format
+from pystap.lang.printf_format import FormatError, parse_format
 
 
 def ctx(args: list[str] | None = None) -> ParseContext:
@@ -189,7 +189,7 @@ def test_foreach_sort_forms() -> None:
 
 
 def test_printf_components() -> None:
-    comps = parse_format("a%%b %-5d|%08.3x|%*.*s|%#o|%lu|%p|%c|%b|%X%")
+    comps = parse_format("a%%b %-5d|%08.3x|%*.*s|%#o|%lu|%p|%c|%b|%X%%")
     kinds = [c.kind for c in comps]
     assert kinds == ["literal", "number", "literal", "number", "literal", "string", "literal", "number",
                      "literal", "number", "literal", "pointer", "literal", "char", "literal", "binary",
@@ -203,6 +203,9 @@ def test_printf_components() -> None:
     assert s.width_dynamic and s.precision_dynamic and s.arguments == 3
     assert comps[-2].flags == {"large"}
     assert parse_format("%l") == [] and parse_format("%.") == []
+    # a lone '%' at the end is an error in stap 4.8 (its parser steps past the end)
+    with pytest.raises(FormatError, match="invalid or missing conversion specifier"):
+        parse_format("100%")
 
 
 def test_errors_are_all_collected_and_rendered_like_stap() -> None:

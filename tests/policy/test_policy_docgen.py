@@ -10,7 +10,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 def test_committed_page_is_the_generated_one():
     committed = (REPO / docgen.DOC_PATH).read_text(encoding="utf-8")
-    assert committed == docgen.render(docgen.builtin_functions()), (
+    assert committed == docgen.render(docgen.builtin_functions(), docgen.tapset_script_functions()), (
         "run: python -m pystap.policy.docgen (from the repository root)"
     )
 
@@ -33,3 +33,11 @@ def test_check_mode_detects_drift(tmp_path, capsys):
     assert docgen.main(["--check", "--output", str(out)]) == 1
     assert "out of date" in capsys.readouterr().err
     assert docgen.main(["--check", "--output", str(tmp_path / "missing.md")]) == 1
+
+
+def test_queue_stats_script_functions_are_listed_as_unprivileged():
+    derived = dict(docgen.tapset_script_functions())
+    for name in ("qs_wait", "qs_run", "qs_done", "qs_time", "qsq_start", "qsq_print", "qsq_utilization",
+                 "qsq_blocked", "qsq_wait_queue_length", "qsq_service_time", "qsq_wait_time", "qsq_throughput"):
+        assert derived[name] is FunctionPrivilege.UNPRIVILEGED
+    assert "_qs_update" not in derived  # private to queue_stats.stp

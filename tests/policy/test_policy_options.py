@@ -18,7 +18,7 @@ SAMPLE = {
     "-e": "probe begin {}", "-E": "probe end {}", "-p": "2", "--vp": "01", "--compatible": "4.8",
     "-l": "begin", "-L": "begin", "--privilege": "stapusr", "-o": "out.txt", "-s": "4", "-S": "4,2",
     "-T": "5", "-c": "ls", "-x": "1", "-d": "/bin/true", "-G": "x=1", "-m": "mymod", "--tmpdir": "tmp",
-    "--sign-key": "keys", "--use-server": "host", "--use-server-on-error": "yes", "--list-servers": "all",
+    "--sign-key": "keys", "--sign-module": "m.stapmod", "--use-server": "host", "--use-server-on-error": "yes", "--list-servers": "all",
     "--trust-servers": "ssl", "-r": "6.1.0-amd64", "-a": "x86_64", "-I": "tapsets", "-D": "MAXACTION=100",
     "-B": "V=1", "-R": "runtime", "--modinfo": "a=b", "--sysroot": "root", "--sysenv": "A=B",
     "--runtime": "kernel", "--debug": "parse", "--remote": "host", "--prologue-searching": None,
@@ -28,7 +28,7 @@ SAMPLE = {
 ALLOWED = set("""-e -E -p -v --vp -h -V -u -w -W -t -P --skip-badvars --compatible --check-version
 --semantic-keep-going --suppress-handler-errors --dump-probe-types --dump-probe-aliases --dump-functions
 -l -L --privilege --unprivileged -o -b -s -F -S -T -c -x -d -G -m -k --tmpdir --disable-cache
---poison-cache --clean-cache --sign-key --use-server --use-server-on-error --list-servers --trust-servers
+--poison-cache --clean-cache --sign-key --sign-module --no-sign --use-server --use-server-on-error --list-servers --trust-servers
 -r -a -I -q --debug -i""".split())
 DEV_ONLY = set("""-g --suppress-time-limits -D -B -R --modinfo --sysroot --sysenv --runtime --ldd
 --all-modules --remote --remote-prefix""".split())

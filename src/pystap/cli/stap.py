@@ -57,6 +57,11 @@ Options:
    --dump-probe-aliases   show the probe aliases of the tapset library
    --dump-functions       show the functions of the tapset library
    --disable-cache        do not use the tapset index cache
+   --sign-key=PATH        sign modules with this key (directory, or key file with its
+                          certificate) instead of your own key
+   --sign-module=MODULE   sign an existing module file (writes MODULE.sgn)
+   --no-sign              build modules without a signature (only root and stapdev
+                          can run them)
 """
 
 _SHORT = "hVvp:e:I:D:guwWc:x:o:m:T:G:s:l:L:kb"
@@ -75,6 +80,9 @@ _LONG = [
     "skip-badvars",
     "vp=",
     "clean-cache",
+    "sign-key=",
+    "sign-module=",
+    "no-sign",
 ]
 
 
@@ -127,6 +135,10 @@ class CliOptions:
         self.timeout: float | None = None
         self.set_globals: list[str] = []
         self.disable_cache = False
+        self.sign_key: str | None = None  # --sign-key
+        self.sign_module: str | None = None  # --sign-module
+        self.no_sign = False
+        self.auto_messages: list[str] = []  # why a privilege level was selected for this user
         self.help = False
         self.version = False
         for k, v in kw.items():
@@ -197,7 +209,19 @@ def parse_args(argv: Sequence[str]) -> CliOptions:
             o.dump = name[2:]
         elif name == "--disable-cache":
             o.disable_cache = True
-    if o.list_probes is None and o.dump is None and not o.help and not o.version:
+        elif name == "--sign-key":
+            o.sign_key = value
+        elif name == "--sign-module":
+            o.sign_module = value
+        elif name == "--no-sign":
+            o.no_sign = True
+    if o.sign_key is not None and o.no_sign:
+        raise UsageError("You can't specify --sign-key and --no-sign together.")
+    if o.sign_module is not None and o.no_sign:
+        raise UsageError("You can't specify --sign-module and --no-sign together.")
+    if o.sign_module is not None and (o.script is not None or rest):
+        raise UsageError("--sign-module signs an existing module; no script may be given with it.")
+    if o.list_probes is None and o.dump is None and o.sign_module is None and not o.help and not o.version:
         if o.script is None:
             if not rest:
                 raise UsageError("A script must be specified.")
@@ -246,13 +270,16 @@ class Reporter:
         return out
 
     def error(self, e: Any) -> None:
-        from pystap.lang.diagnostics import format_error
+        """One error, then a blank line -- except after pass 1's report, which ends with its
+        ``N parse errors.`` summary (or an input-file note) directly followed by the pass line."""
+        from pystap.lang.diagnostics import ParseErrors, format_error
 
         render = getattr(e, "render", None)
         text = render(self.sources) if callable(render) else format_error(e, self.sources)
         if getattr(e, "kind", "") == "semantic":
             text = self._elide_files(text, self._tokens(e))
-        self.err.write(text.rstrip("\n") + "\n\n")
+        summary = isinstance(e, ParseErrors) or getattr(e, "kind", "") == "input"
+        self.err.write(text.rstrip("\n") + ("\n" if summary else "\n\n"))
 
     def warning(self, w: Any) -> None:
         self.err.write(self._elide_files(w.render(), [w.tok]) + "\n")
@@ -556,8 +583,92 @@ def _cache_key(argv: list[str], o: CliOptions) -> str | None:
     return elabcache.cache_key(argv, o.script_file, o.include)
 
 
+def report_pass1_warnings(o: CliOptions, p1: Pass1Result, rep: Reporter) -> bool:
+    """Print the lexer's and preprocessor's warnings as stap does, right after parsing.
+
+    ``-w`` hides them; with ``-W`` they fail pass 1 (returns False).
+    """
+    if o.no_warnings:
+        return True
+    warnings = [w for f in ([p1.user] if p1.user is not None else []) + p1.library
+                for w in getattr(f, "warnings", [])]
+    for w in warnings:
+        rep.warning(w)
+    return not (warnings and o.warnings_as_errors)
+
+
+# -- automatic privilege (SystemTap's check_options step for pass 5) --------------------------------
+
+MSG_SIGNED_BY_TRUSTED = (
+    "For users with the privilege level {level}, the module created by compiling your script must be "
+    "signed by a signer the administrator trusts (pystap-authorize-cert --signer)."
+)
+
+
+def select_privilege(o: CliOptions, err: TextIO) -> None:
+    """Choose ``--privilege`` for a user who may not run stapdev modules, as stap does before pass 1.
+
+    Only when pass 5 will run a script and no level was given: a member of
+    stapsys gets stapsys, of stapusr only stapusr; anyone in none of the
+    groups is refused with SystemTap's "normal user" message (exit 1).  The
+    credentials are the loader's (pystapd's group configuration; without the
+    service, the same configuration file read locally), so the translator and
+    the loader agree on who is who.  The reason is printed with ``-v`` at
+    once, and otherwise only if the run fails (stap explains its automatic
+    choices the same way), together with what such a module needs: a
+    signature by a signer the administrator trusts.
+    """
+    if o.last_pass < 5 or o.privilege_given or o.sign_module is not None:
+        return
+    if o.list_probes is not None or o.dump is not None or (o.script is None and o.script_file is None):
+        return
+    if os.getuid() == 0:
+        return  # root holds every credential; not even the loader client needs importing
+    from pystap.loader.client import LoadError, auto_privilege, caller_credentials
+    from pystap.privilege import PR_STAPDEV, Level, contains, name
+
+    credentials = caller_credentials()
+    if contains(credentials, o.privilege):
+        return
+    try:
+        level, message = auto_privilege(credentials)
+    except LoadError as exc:
+        raise UsageError("\n".join(exc.messages)) from None
+    o.privilege = int(Level.from_name(level))
+    if message is not None:
+        o.auto_messages.append(message)
+    if not contains(credentials, PR_STAPDEV):
+        o.auto_messages.append(MSG_SIGNED_BY_TRUSTED.format(level=name(credentials)))
+    if o.verbose:
+        err.write("".join(m + "\n" for m in o.auto_messages))
+        o.auto_messages.clear()
+
+
+def sign_existing_module(o: CliOptions, out: TextIO, err: TextIO) -> int:
+    """``--sign-module=MODULE``: sign a module file built earlier; prints the signature's path."""
+    from pathlib import Path
+
+    from pystap.translate import signature
+
+    try:
+        sgn = signature.ensure_signature(Path(o.sign_module or ""), signature.SignSettings.from_options(o),
+                                         err, force=True)
+    except signature.SignError as exc:
+        err.write(f"ERROR: {exc}\n")
+        return 1
+    out.write(f"{sgn}\n")
+    return 0
+
+
 def _main(argv: list[str], stdin: TextIO, out: TextIO, err: TextIO) -> int:
     o = parse_args(argv)
+    rc = _run(o, argv, stdin, out, err)
+    if rc != 0 and o.auto_messages:  # why this run was checked at a lower level (see select_privilege)
+        err.write("".join(m + "\n" for m in o.auto_messages))
+    return rc
+
+
+def _run(o: CliOptions, argv: list[str], stdin: TextIO, out: TextIO, err: TextIO) -> int:
     if o.help:
         out.write(USAGE.format(version=VERSION, compat=STAP_COMPAT))
         return 0
@@ -582,11 +693,14 @@ def _main(argv: list[str], stdin: TextIO, out: TextIO, err: TextIO) -> int:
     if level is not None:
         o.privilege = int(level)
         o.privilege_given = True
+    select_privilege(o, err)
     problems = _check_options_hook(o)
     if problems:
         for p in problems:
             err.write(p + "\n")
         return 1
+    if o.sign_module is not None:
+        return sign_existing_module(o, out, err)
     rep = Reporter(err, {})
     if o.dump is not None:
         return _guard(lambda: dump_info(o, out, stdin, rep), rep, err)
@@ -606,6 +720,9 @@ def _main(argv: list[str], stdin: TextIO, out: TextIO, err: TextIO) -> int:
         p1 = run_pass1(o, stdin, rep, need_library=o.last_pass >= 2)
     except StapError as e:
         rep.error(e)
+        err.write("Pass 1: parse failed.  [man error::pass1]\n")
+        return 1
+    if not report_pass1_warnings(o, p1, rep):
         err.write("Pass 1: parse failed.  [man error::pass1]\n")
         return 1
     if o.verbose:

@@ -3,6 +3,11 @@
 The service never forks: systemd runs it as is (optionally socket-activated),
 and ``--foreground`` additionally logs to stderr and prints one readiness
 line, ``pystapd: listening on PATH``, which tests and the demo wait for.
+
+At start, before any thread exists, it enters a private mount namespace with
+its own tracefs mount and reaps what a killed predecessor left armed
+(:mod:`pystap.kernel.service`); SIGTERM/SIGINT/SIGHUP end every session and
+remove all of their kernel probes before the process exits.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ import sys
 from pathlib import Path
 
 from pystap.loader import config as config_mod
-from pystap.loader.daemon import Daemon
+from pystap.loader.daemon import Daemon, start_kernel
 
 log = logging.getLogger("pystapd")
 
@@ -77,19 +82,28 @@ def main(argv: list[str] | None = None) -> int:
         stderr_handler = logging.StreamHandler(sys.stderr)
         stderr_handler.setFormatter(logging.Formatter("pystapd: %(message)s"))
         log.addHandler(stderr_handler)
-    daemon = Daemon(cfg)
+    kernel, installer = start_kernel()
+    daemon = Daemon(cfg, installer=installer)
     try:
         daemon.listen()
     except (OSError, RuntimeError) as exc:
         print(f"pystapd: cannot listen on {cfg.socket}: {exc}", file=sys.stderr)
+        if kernel is not None:
+            kernel.close()
         return 1
     for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(signum, lambda *_: daemon.stop())
+    if kernel is not None:
+        kernel.start_reaper(cfg.reap_interval)
     log.info("listening on %s (blessed directory %s, signers %s)",
              cfg.socket, cfg.blessed_dir, cfg.signer_store)
     if args.foreground:
         print(f"pystapd: listening on {cfg.socket}", flush=True)
-    daemon.serve()
+    try:
+        daemon.serve()
+    finally:
+        if kernel is not None:
+            kernel.close()  # every session's probes removed, leftovers reaped
     log.info("stopped")
     return 0
 

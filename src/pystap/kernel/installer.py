@@ -13,15 +13,18 @@ context as ``pid tid cpu comm`` (and ``uid euid`` where the gate proves
 them), the probe's values as ``$name`` target variables.
 
 Duck-typed on the session (``id``, ``module``, ``peer.pid``, ``peer.uid``,
-``send_events``, ``own``) so that the root-side kernel library does not
-import the loader.
+``send_events``, ``own``; optional ``targets``, ``warnings``, ``lost``) so
+that the root-side kernel library does not import the loader.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import threading
+import time
+from collections.abc import Collection, Iterator
 from typing import Any
 
 from pystap.kernel.session import KernelError, KernelSession
@@ -34,9 +37,14 @@ MAX_BATCH = 4096
 log = logging.getLogger("pystapd")
 
 
-def sid_for(session_id: int) -> str:
-    """The kernel-side session id of a daemon session: pass the live ones to ``reaper.reap``."""
-    return f"s{session_id}"
+def sid_for(session_id: int, daemon_pid: int | None = None) -> str:
+    """The kernel-side id of a daemon session, unique on the machine.
+
+    Uprobe groups are one machine-wide namespace and every daemon numbers
+    its sessions from 1, so the daemon's pid is part of the id (two daemons,
+    e.g. a test's and the system's, never share a group).
+    """
+    return f"d{daemon_pid if daemon_pid is not None else os.getpid()}s{session_id}"
 
 
 def wire_fields(fields: dict[str, Any], *, uid: int | None = None) -> dict[str, Any]:
@@ -63,20 +71,37 @@ def wire_fields(fields: dict[str, Any], *, uid: int | None = None) -> dict[str, 
 
 
 class KernelInstaller:
-    """``installer(session)`` for pystapd; one per daemon (it owns the shared gates)."""
+    """``installer(session)`` for pystapd; one per daemon (it owns the shared gates).
+
+    It knows which kernel-side session ids are *live* (installing, running or
+    still being torn down): :meth:`live_sids` is the view the reaper must
+    spare, consulted at the moment each object is examined.
+    """
 
     def __init__(self, tfs: Tracefs, *, poll_s: float = 0.05) -> None:
         self.tfs = tfs
         self.poll_s = poll_s
         self._gates: SharedGates | None = None
         self._lock = threading.Lock()
-        self._closing: list[KernelSession | UserSession] = []
+        self._live: set[str] = set()
+        self._closing: list[threading.Thread] = []
 
     def _shared_gates(self) -> SharedGates:
         with self._lock:
             if self._gates is None:
                 self._gates = SharedGates(self.tfs)
             return self._gates
+
+    def is_live(self, sid: str) -> bool:
+        with self._lock:
+            return sid in self._live
+
+    def live_sids(self) -> _LiveSids:
+        return _LiveSids(self)
+
+    def _forget(self, sid: str) -> None:
+        with self._lock:
+            self._live.discard(sid)
 
     def __call__(self, session: Any) -> None:
         module = session.module
@@ -85,47 +110,85 @@ class KernelInstaller:
             return
         level = Level.from_name(module.privilege)
         sid = sid_for(session.id)
+        targets = [int(t) for t in getattr(session, "targets", ())]
         kernel: KernelSession | UserSession
         uid: int | None = None
-        if level == Level.STAPUSR:
-            uid = session.peer.uid
-            kernel = UserSession(sid, uid, self.tfs, [session.peer.pid], gates=self._shared_gates(),
-                                 follow=True)
-        else:
-            kernel = KernelSession(sid, level, session.peer.uid, self.tfs)
-        reader = kernel.install(entries)  # raises KernelError: the session is refused
+        with self._lock:
+            self._live.add(sid)  # before the first kernel object exists: the reaper spares it
+        try:
+            if level == Level.STAPUSR and session.peer.uid != 0:
+                # Only the user's own processes: the -c/-x targets (checked: euid is the user's)
+                # and the processes the user starts from now on; never the client itself, whose
+                # own system calls would feed back into its event stream.
+                uid = session.peer.uid
+                kernel = UserSession(sid, uid, self.tfs, targets, gates=self._shared_gates(), follow=True)
+            else:
+                kernel = KernelSession(sid, max(level, Level.STAPSYS), session.peer.uid, self.tfs,
+                                       exclude_pids=(session.peer.pid,))
+            reader = kernel.install(entries)  # raises KernelError: the session is refused
+        except BaseException:
+            self._forget(sid)  # install() removed whatever it had created
+            raise
+        warnings = getattr(session, "warnings", None)
         for problem in kernel.problems:
             log.warning("session %s: %s", session.id, problem)
+            if isinstance(warnings, list):
+                warnings.append(problem)
         stop = threading.Event()
+        syncs = {"wanted": 0, "done": 0}  # sync requests (the daemon's thread) and answers (the pump's)
+
+        def request_sync() -> None:
+            syncs["wanted"] += 1
 
         def pump() -> None:
             while not stop.is_set():
+                wanted = syncs["wanted"]  # a drain that starts after the request covers it
                 try:
-                    events = reader.read(self.poll_s)
+                    events = reader.read(0 if wanted > syncs["done"] else self.poll_s)
                 except (OSError, ValueError) as exc:
                     log.error("session %s: reading kernel events failed: %s", session.id, exc)
                     return
-                for i in range(0, len(events), MAX_BATCH):
-                    records = [(pid, f.get("_time", 0), json.dumps(wire_fields(f, uid=uid),
-                                                                  separators=(",", ":")).encode())
-                               for pid, f in events[i:i + MAX_BATCH]]
-                    if session.send_events is not None:
-                        try:
+                try:
+                    for i in range(0, len(events), MAX_BATCH):
+                        records = [(pid, f.get("_time", 0), json.dumps(wire_fields(f, uid=uid),
+                                                                      separators=(",", ":")).encode())
+                                   for pid, f in events[i:i + MAX_BATCH]]
+                        if session.send_events is not None:
                             session.send_events(records)
-                        except OSError:
-                            return
+                    if wanted > syncs["done"]:
+                        syncs["done"] = wanted
+                        send_synced = getattr(session, "send_synced", None)
+                        if send_synced is not None:
+                            send_synced()
+                except OSError:
+                    return
+
+        if hasattr(session, "sync"):
+            session.sync = request_sync
 
         thread = threading.Thread(target=pump, name=f"events-{sid}", daemon=True)
+
+        def remove() -> None:
+            try:
+                kernel.close(wait=True)
+            except Exception as exc:  # the reaper retries what is left
+                log.error("session %s: removing its kernel objects failed: %s", session.id, exc)
+            finally:
+                self._forget(sid)
 
         def teardown() -> None:
             stop.set()
             thread.join(5)
             lost = reader.lost()
+            if hasattr(session, "lost"):
+                session.lost = lost
             if lost:
                 log.warning("session %s: %d kernel events were lost (buffers full)", session.id, lost)
-            kernel.close(wait=False)  # slow kernel-side removal must not hold the client
+            # Removing enabled probes costs the kernel ~60 ms each: never hold the client for it.
+            remover = threading.Thread(target=remove, name=f"teardown-{sid}", daemon=True)
             with self._lock:
-                self._closing = [k for k in self._closing if not k.join(0)] + [kernel]
+                self._closing = [t for t in self._closing if t.is_alive()] + [remover]
+            remover.start()
 
         session.own(f"kernel probes ({len(entries)})", teardown)
         thread.start()
@@ -134,7 +197,10 @@ class KernelInstaller:
         """Wait for background teardowns (at daemon exit, or in tests); True when all are done."""
         with self._lock:
             closing = list(self._closing)
-        return all(k.join(timeout) for k in closing)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        for t in closing:
+            t.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
+        return not any(t.is_alive() for t in closing)
 
     def close(self) -> None:
         self.join()
@@ -142,6 +208,24 @@ class KernelInstaller:
             if self._gates is not None:
                 self._gates.close()
                 self._gates = None
+
+
+class _LiveSids(Collection[str]):
+    """A live view of the installer's session ids (what ``reaper.reap`` must spare)."""
+
+    def __init__(self, installer: KernelInstaller) -> None:
+        self._installer = installer
+
+    def __contains__(self, sid: object) -> bool:
+        return isinstance(sid, str) and self._installer.is_live(sid)
+
+    def __iter__(self) -> Iterator[str]:
+        with self._installer._lock:
+            return iter(sorted(self._installer._live))
+
+    def __len__(self) -> int:
+        with self._installer._lock:
+            return len(self._installer._live)
 
 
 __all__ = ["KernelError", "KernelInstaller", "sid_for", "wire_fields"]

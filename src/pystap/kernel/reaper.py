@@ -49,10 +49,15 @@ def _alive(pid: int) -> bool:
 
 
 def reap(tfs: Tracefs, live_sids: Collection[str] = (), own_pid: int | None = None) -> ReapReport:
-    """Remove every pystap instance and group no live session owns."""
+    """Remove every pystap instance and group no live session owns.
+
+    ``live_sids`` is consulted for each object as it is examined (never
+    copied), so a live view such as ``KernelInstaller.live_sids()`` also
+    protects a session that starts installing while the reaper runs.
+    """
     own = own_pid if own_pid is not None else os.getpid()
     report = ReapReport()
-    live_instance_sids: set[str] = set(live_sids)
+    live_instance_sids: set[str] = set()
     for name in tfs.instances():
         m = _INSTANCE.fullmatch(name)
         if not m:
@@ -67,7 +72,7 @@ def reap(tfs: Tracefs, live_sids: Collection[str] = (), own_pid: int | None = No
     groups = {g for g, _ in tfs.uprobe_groups()}
     for group in sorted(groups):
         m = _GROUP.fullmatch(group)
-        if not m or m.group(1) in live_instance_sids:
+        if not m or m.group(1) in live_instance_sids or m.group(1) in live_sids:
             continue
         left = remove_session_objects(tfs, None, group, retries=3)
         (report.failures.extend(left) if left else report.groups.append(group))

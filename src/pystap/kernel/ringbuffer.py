@@ -120,6 +120,9 @@ class EventFormat:
             raw = values[index]
             if kind == "data_loc":
                 off, length = raw & 0xFFFF, raw >> 16
+                if length == 0:  # a string fetch that faulted (a real string has its NUL): null
+                    values[index] = None
+                    continue
                 if start + off + length > stop:
                     values[index] = ""
                     continue

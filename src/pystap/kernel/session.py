@@ -234,7 +234,8 @@ class KernelSession:
     """The kernel side of one session (see the module docstring)."""
 
     def __init__(self, sid: str, level: Level | int, uid: int, tracefs: Tracefs, *,
-                 daemon_pid: int | None = None, buffer_kb: int = 2048) -> None:
+                 daemon_pid: int | None = None, buffer_kb: int = 2048,
+                 exclude_pids: tuple[int, ...] = ()) -> None:
         if not _SID.fullmatch(sid):
             raise KernelError(f"invalid session id '{sid[:40]}' (letters and digits only)")
         self.sid = sid
@@ -245,6 +246,7 @@ class KernelSession:
         self.instance = check_name(instance_name(sid, self.daemon_pid))
         self.group = check_name(group_name(sid))
         self.buffer_kb = buffer_kb
+        self.exclude_pids = tuple(exclude_pids)  # the client: its system calls are never events here
         self.problems: list[str] = []
         self._reader: EventReader | None = None
         self._have_instance = False
@@ -296,7 +298,7 @@ class KernelSession:
                 elif family == "syscall" and self._string_syscall(probe_id, params):
                     continue
                 elif family in TRACEPOINT_FAMILIES:
-                    use = tracepoints.use_for(family, params, tracker)
+                    use = tracepoints.use_for(family, params, tracker, self.exclude_pids)
                     by_event.setdefault((use.system, use.event), []).append((probe_id, use))
                 else:
                     raise KernelError(f"probe family '{family[:60]}' is not available on this kernel")

@@ -23,6 +23,7 @@ STANDARD_MOUNT = "/sys/kernel/tracing"
 CLONE_NEWNS = 0x00020000
 MS_REC = 0x4000
 MS_PRIVATE = 1 << 18
+MS_SLAVE = 1 << 19
 MNT_DETACH = 2
 MAX_READ = 1 << 20
 
@@ -59,14 +60,16 @@ def enter_private_namespace(mountpoint: str = STANDARD_MOUNT) -> str:
 
     Called once by the daemon at start, while it is still single-threaded
     (the kernel refuses ``unshare(CLONE_NEWNS)`` to a thread sharing its
-    filesystem context).  ``/`` is made recursively private first so the
-    mount never propagates to the host.  Returns the tracefs path.
+    filesystem context).  ``/`` is made a recursive *slave* first: our
+    tracefs mount never propagates to the host, while filesystems the host
+    mounts later (a new home, a container's root) still appear here, so a
+    long-running daemon can open binaries on them.  Returns the tracefs path.
     """
     if threading.active_count() > 1:
         raise TracefsError(errno.EINVAL, "enter_private_namespace must run before any thread is started")
     libc = _libc()
     _check(libc.unshare(CLONE_NEWNS), "unshare(CLONE_NEWNS)")
-    _check(libc.mount(b"none", b"/", None, MS_REC | MS_PRIVATE, None), "make / recursively private")
+    _check(libc.mount(b"none", b"/", None, MS_REC | MS_SLAVE, None), "make / a recursive slave mount")
     if not is_tracefs(mountpoint):
         mount_tracefs(mountpoint)
     return mountpoint

@@ -21,6 +21,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 CLONE_THREAD = 0x00010000
+# The command name of every thread of the daemon (set at its start, inherited by its threads):
+# the syscall events its own reader threads cause are filtered out in the kernel by it.
+DAEMON_COMM = "pystapd"
 MAX_TRACKED = 1 << 16
 MAX_FILTER_TIDS = 64
 
@@ -193,12 +196,28 @@ def _threads(pid: int) -> list[int]:
         return [pid]
 
 
-def _process_syscall(params: Fields, tracker: ProcessTracker) -> TracepointUse:
+def not_ours(exclude: tuple[int, ...] = ()) -> str:
+    """A kernel filter dropping the system calls of the reader itself and of ``exclude``.
+
+    Without it, reading the events causes system calls that are events in
+    turn: a loop that never idles.  ``common_pid`` is a *thread* id, so the
+    daemon's threads are recognised by their command name (``DAEMON_COMM``,
+    set once at daemon start and inherited by every thread; a process that
+    names itself so is not traced by syscall probes, documented), the calling
+    process by its pid (tests run sessions in the calling thread), and the
+    client (``exclude``: single-threaded) by its pid.
+    """
+    pids = dict.fromkeys((os.getpid(), *(_pid(p) for p in exclude)))
+    return " && ".join([*(f"common_pid != {p}" for p in pids), f'COMM != "{DAEMON_COMM}"'])
+
+
+def _process_syscall(params: Fields, tracker: ProcessTracker, exclude: tuple[int, ...] = ()) -> TracepointUse:
     """Every syscall of the machine passes here, so filter in the kernel what we can.
 
     A pid target is filtered on the threads it has at install time (threads
     it creates later are missed; documented), other targets exclude the
-    reading daemon itself, whose reads would otherwise feed back.
+    reading daemon and its client (:func:`not_ours`), whose reads would
+    otherwise feed back.
     """
     is_return = params.get("event") == "syscall.return"
     pred, path = _target_predicate(params, tracker, "_pid")
@@ -207,11 +226,11 @@ def _process_syscall(params: Fields, tracker: ProcessTracker) -> TracepointUse:
     if params.get("target") == "pid":
         use.kernel_filter = " || ".join(f"common_pid == {t}" for t in _threads(_pid(params.get("pid"))))
     else:
-        use.kernel_filter = f"common_pid != {os.getpid()}"
+        use.kernel_filter = not_ours(exclude)
     return use
 
 
-def _syscall_tapset(params: Fields) -> TracepointUse:
+def _syscall_tapset(params: Fields, exclude: tuple[int, ...] = ()) -> TracepointUse:
     is_return = bool(params.get("return"))
     name = params.get("syscall")
     nr = params.get("nr", -1)
@@ -221,11 +240,11 @@ def _syscall_tapset(params: Fields) -> TracepointUse:
         raise TracepointError(f"invalid syscall number {nr!r}")
     use = TracepointUse("raw_syscalls", "sys_exit" if is_return else "sys_enter",
                         mapper=_syscall_ret if is_return else _syscall_args)
-    use.kernel_filter = f"common_pid != {os.getpid()}"
+    use.kernel_filter = not_ours(exclude)
     if name != "*":
         if nr < 0:
             raise TracepointError(f"syscall '{name}' has no number on this machine")
-        use.kernel_filter = f"id == {nr} && common_pid != {os.getpid()}"
+        use.kernel_filter = f"id == {nr} && {not_ours(exclude)}"
         use.predicate = lambda f: f.get("id") == nr
         mapper = use.mapper
         use.mapper = lambda f: {**mapper(f), "name": name}  # type: ignore[misc]
@@ -254,14 +273,16 @@ def uprobe_use(group: str, event: str, params: Fields, tracker: ProcessTracker) 
     return TracepointUse(group, event, predicate=pred, follows_path=path)
 
 
-def use_for(family: str, params: Fields, tracker: ProcessTracker) -> TracepointUse:
-    """The tracepoint use of one manifest entry (raises :class:`TracepointError`)."""
+def use_for(family: str, params: Fields, tracker: ProcessTracker,
+            exclude: tuple[int, ...] = ()) -> TracepointUse:
+    """The tracepoint use of one manifest entry (raises :class:`TracepointError`); ``exclude``:
+    pids whose system calls are never events of this session (the client's)."""
     if family in ("process.begin", "process.end", "process.thread.begin", "process.thread.end"):
         return _lifecycle(params, tracker)
     if family in ("process.syscall", "process.syscall.return"):
-        return _process_syscall(params, tracker)
+        return _process_syscall(params, tracker, exclude)
     if family == "syscall":
-        return _syscall_tapset(params)
+        return _syscall_tapset(params, exclude)
     if family == "kernel.trace":
         return _kernel_trace(params)
     raise TracepointError(f"probe family '{family[:60]}' is not a tracepoint family")

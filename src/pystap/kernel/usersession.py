@@ -116,6 +116,14 @@ class SharedGates:
             self._uids[uid] = self._uids.get(uid, 0) + 1
 
     def remove_uid(self, uid: int) -> None:
+        """Drop one session's uid; with the last one, detach every gate.
+
+        The kernel ANDs all programs attached to a tracepoint for *every* perf
+        user of it, so an attached gate with an empty set would silently drop
+        the samples of anyone else on the machine (perf, bpftrace, another
+        daemon).  Sessions attach their perf events after :meth:`ensure`, so
+        re-attaching on demand is safe.
+        """
         with self._lock:
             count = self._uids.get(uid, 0) - 1
             if count <= 0:
@@ -123,13 +131,18 @@ class SharedGates:
                 bpf.map_delete(self.map_fd, struct.pack("<I", uid))
             else:
                 self._uids[uid] = count
+            if not self._uids:
+                self._detach()
+
+    def _detach(self) -> None:
+        for prog, holder in self._events.values():
+            os.close(holder)
+            os.close(prog)
+        self._events = {}
 
     def close(self) -> None:
         with self._lock:
-            for prog, holder in self._events.values():
-                os.close(holder)
-                os.close(prog)
-            self._events = {}
+            self._detach()
             os.close(self.map_fd)
 
 

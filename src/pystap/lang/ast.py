@@ -150,6 +150,7 @@ class RegexMatch(Expr):
     op: str  # =~ !~
     left: Expr
     pattern: str
+    pattern_tok: Token | None = None  # the string literal: pass-2 regex errors point at it, as stap's do
 
 
 @node
@@ -572,6 +573,20 @@ def walk(n: Node) -> Iterator[Node]:
         stack.extend(reversed(list(iter_children(cur))))
 
 
+def write_target(n: Node) -> Expr | None:
+    """The lvalue ``n`` writes, if it writes one: the target of ``=``, ``op=`` and ``<<<``,
+    the operand of ``++``/``--``, the target of ``delete``.  One definition, because
+    the unread-global display, the foreach-mutation check and the never-assigned
+    warning must agree on what counts as a write."""
+    if isinstance(n, Assign):
+        return n.target
+    if isinstance(n, Crement):
+        return n.operand
+    if isinstance(n, Delete):
+        return n.target
+    return None
+
+
 class Visitor:
     """Dispatch on the node class name: ``visit_Binary(node)``; falls back to
     :meth:`generic_visit`, which visits the children."""
@@ -594,7 +609,7 @@ def same_tree(a: Any, b: Any) -> bool:
         if type(a) is not type(b):
             return False
         for f in fields(a):
-            if f.metadata.get("ref") or f.name in ("tok", "source"):
+            if f.metadata.get("ref") or f.name in ("tok", "source", "pattern_tok"):
                 continue
             if not same_tree(getattr(a, f.name), getattr(b, f.name)):
                 return False

@@ -4,15 +4,15 @@
   directly or through any function the body calls (transitively).
 * A statistics variable has one histogram kind (and one ``@hist_linear``
   shape, one ``@variance`` shift).
-* ``=~`` patterns are compiled at translate time (POSIX ERE, no
-  back-references), so a bad one is a pass-2 error.
+* ``=~`` patterns are compiled at translate time with the parser the
+  runtime matches with (:mod:`pystap.ere`, SystemTap's stapregex dialect),
+  so a bad one is a pass-2 error with stapregex's message and position.
 * Assignments need an lvalue; ``%`` wrap-around only applies to arrays.
 """
 
 from __future__ import annotations
 
-import re
-
+from pystap import ere
 from pystap.lang import ast
 from pystap.lang.diagnostics import SemanticError, StapError
 from pystap.lang.tokens import Token
@@ -61,14 +61,8 @@ class Checks:
         seen = seen if seen is not None else set()
         out: dict[int, Token] = {}
         for n in ast.walk(root):
-            target: ast.Expr | None = None
-            if isinstance(n, ast.Assign):
-                target = n.target
-            elif isinstance(n, ast.Crement):
-                target = n.operand
-            elif isinstance(n, ast.Delete):
-                target = n.target
-            elif isinstance(n, ast.FunctionCall):
+            target = ast.write_target(n)
+            if isinstance(n, ast.FunctionCall):
                 for fn in n.referents:
                     if id(fn) in seen:
                         continue
@@ -131,84 +125,6 @@ class Checks:
     # -- regular expressions -----------------------------------------------------------------
 
     def regex(self, n: ast.RegexMatch) -> None:
-        msg = regex_error(n.pattern)
-        if msg is not None:
-            tok = n.tok
-            self.error(f"regex compilation error: {msg}", tok)
-
-
-def ere_to_python(pattern: str) -> str:
-    """Translate a POSIX ERE into an equivalent Python pattern (bracket classes,
-    no back-references); raises ``ValueError`` for what ERE does not allow."""
-    out: list[str] = []
-    i = 0
-    n = len(pattern)
-    classes = {
-        "alpha": "a-zA-Z",
-        "digit": "0-9",
-        "alnum": "a-zA-Z0-9",
-        "upper": "A-Z",
-        "lower": "a-z",
-        "space": r" \t\n\r\f\v",
-        "blank": r" \t",
-        "punct": r"!-/:-@\[-`{-~",
-        "xdigit": "0-9A-Fa-f",
-        "cntrl": r"\x00-\x1f\x7f",
-        "print": r" -~",
-        "graph": r"!-~",
-        "word": r"a-zA-Z0-9_",
-    }
-    while i < n:
-        c = pattern[i]
-        if c == "\\":
-            if i + 1 >= n:
-                raise ValueError("trailing backslash")
-            nxt = pattern[i + 1]
-            if nxt.isdigit():
-                raise ValueError("back-references are not supported")
-            out.append(re.escape(nxt) if not nxt.isalnum() else "\\" + nxt)
-            i += 2
-            continue
-        if c == "[":
-            j = i + 1
-            body: list[str] = []
-            if j < n and pattern[j] == "^":
-                body.append("^")
-                j += 1
-            if j < n and pattern[j] == "]":
-                body.append(r"\]")
-                j += 1
-            while j < n and pattern[j] != "]":
-                if pattern.startswith("[:", j):
-                    end = pattern.find(":]", j + 2)
-                    if end < 0:
-                        raise ValueError("unterminated character class")
-                    name = pattern[j + 2 : end]
-                    if name not in classes:
-                        raise ValueError(f"unknown character class '{name}'")
-                    body.append(classes[name])
-                    j = end + 2
-                    continue
-                ch = pattern[j]
-                body.append("\\" + ch if ch in "\\[" else ch)
-                j += 1
-            if j >= n:
-                raise ValueError("expected ], found end of regex")
-            out.append("[" + "".join(body) + "]")
-            i = j + 1
-            continue
-        if c == "{" and (i == 0 or pattern[i - 1] in "(|"):
-            out.append(r"\{")
-            i += 1
-            continue
-        out.append(c)
-        i += 1
-    return "".join(out)
-
-
-def regex_error(pattern: str) -> str | None:
-    try:
-        re.compile(ere_to_python(pattern))
-    except (ValueError, re.error, RecursionError, OverflowError) as err:
-        return str(err)
-    return None
+        err = ere.check(n.pattern)
+        if err is not None:
+            self.error(err.diagnostic(), n.pattern_tok or n.tok)

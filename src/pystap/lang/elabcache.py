@@ -24,6 +24,8 @@ import os
 import stat
 import sys
 
+from pystap.signing import safe_files
+
 CACHEABLE_FAMILIES = frozenset({"begin", "end", "error", "never", "timer"})
 _MAX_ENTRY = 8 * 1024 * 1024
 _CODE_DIRS = ("lang", "probes", "tapset", "policy", "cli")
@@ -57,25 +59,11 @@ def _code_signature(h: hashlib._Hash) -> None:
 
 
 def _file_digest(path: str) -> str | None:
-    # O_NONBLOCK: a FIFO planted in a directory must not hang the open (it is refused below)
-    flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+    """SHA-256 of a regular file (no symlink, FIFO or oversized file), or ``None``."""
     try:
-        fd = os.open(path, flags)
+        return hashlib.sha256(safe_files.read_regular(path, _MAX_ENTRY)).hexdigest()
     except OSError:
         return None
-    try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode) or st.st_size > _MAX_ENTRY:
-            return None
-        h = hashlib.sha256()
-        while True:
-            chunk = os.read(fd, 1 << 16)
-            if not chunk:
-                break
-            h.update(chunk)
-        return h.hexdigest()
-    finally:
-        os.close(fd)
 
 
 def _tapset_dirs(include: list[str]) -> list[str]:
@@ -126,24 +114,10 @@ def _dir() -> str:
 def lookup(key: str) -> tuple[str, str] | None:
     """(stdout, stderr) of a stored run, or ``None``."""
     path = os.path.join(_dir(), key + ".json")
-    # O_NONBLOCK: a FIFO planted in a directory must not hang the open (it is refused below)
-    flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
-    try:
-        fd = os.open(path, flags)
+    try:  # only our own entries: another user's file in our cache is ignored
+        data = safe_files.read_regular(path, _MAX_ENTRY, owner_uid=os.geteuid())
     except OSError:
         return None
-    try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode) or st.st_uid != os.geteuid() or st.st_size > _MAX_ENTRY:
-            return None
-        data = b""
-        while len(data) <= _MAX_ENTRY:
-            chunk = os.read(fd, 1 << 16)
-            if not chunk:
-                break
-            data += chunk
-    finally:
-        os.close(fd)
     try:
         entry = json.loads(data)
     except ValueError:

@@ -228,7 +228,7 @@ def _elaborate(files: list[ast.StapFile], opts: ElabOptions) -> ast.ElaboratedSc
 
     # 6: unread globals
     mark_usage(probes, functions, globals_)
-    probes.extend(unread_probes(globals_))
+    probes.extend(unread_probes(globals_, {f.name for f in st.included if f.tapset}))
 
     builtins = sorted(
         {id(b): b for b in _builtins_used(probes, functions)}.values(), key=lambda b: (b.name, len(b.params))
@@ -303,19 +303,16 @@ def _optimize(
 
 
 def _never_assigned(st: _State, probes: list[ast.DerivedProbe], functions: list[ast.FunctionDecl]) -> None:
-    bodies: list[tuple[ast.Node, list[ast.LocalVar]]] = [(p.body, p.locals) for p in probes]
-    bodies += [(fn.body, fn.locals) for fn in functions]
-    for body, locals_ in bodies:
+    # locals a probe family provides (syscall ``name``, ``argstr`` ...) are assigned by the runtime
+    bodies: list[tuple[ast.Node, list[ast.LocalVar], Any]] = [(p.body, p.locals, p.provided) for p in probes]
+    bodies += [(fn.body, fn.locals, {}) for fn in functions]
+    for body, locals_, provided in bodies:
         written: set[int] = set()
         first_read: dict[int, ast.Symbol] = {}
         targets: set[int] = set()
         for n in ast.walk(body):
-            t = None
-            if isinstance(n, ast.Assign):
-                t = n.target
-            elif isinstance(n, ast.Crement):
-                t = n.operand
-            elif isinstance(n, ast.Foreach):
+            t = ast.write_target(n)
+            if isinstance(n, ast.Foreach):
                 for s in [*n.indexes, *([n.value] if n.value else [])]:
                     targets.add(id(s))
                     if s.referent is not None:
@@ -324,8 +321,6 @@ def _never_assigned(st: _State, probes: list[ast.DerivedProbe], functions: list[
                 targets.add(id(n.catch_var))
                 if n.catch_var.referent is not None:
                     written.add(id(n.catch_var.referent))
-            elif isinstance(n, ast.Delete):
-                t = n.target
             if isinstance(t, ast.Symbol) and t.referent is not None:
                 written.add(id(t.referent))
                 if isinstance(n, ast.Assign) and n.op == "=":
@@ -334,7 +329,8 @@ def _never_assigned(st: _State, probes: list[ast.DerivedProbe], functions: list[
             if isinstance(n, ast.Symbol) and id(n) not in targets and n.referent is not None:
                 first_read.setdefault(id(n.referent), n)
         for v in locals_:
-            if id(v) not in written and id(v) in first_read and v.tok.loc.file != "<synthetic>":
+            if id(v) not in written and id(v) in first_read and v.tok.loc.file != "<synthetic>" \
+                    and v.name not in provided:
                 sym = first_read[id(v)]
                 st.warnings.append(Warning_(f"never-assigned local variable '{v.name}'", sym.tok))
 

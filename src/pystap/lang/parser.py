@@ -19,6 +19,7 @@ error rather than exhausting Python's stack.
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 
 from pystap.lang import ast
 from pystap.lang.context import ParseContext
@@ -756,6 +757,25 @@ class Parser:
             raise self.error("expected '('")
         self.swallow()
 
+    def _wildcard_list(self, item: Callable[[], ast.Expr]) -> list[ast.Expr | None]:
+        """``e, *, e]`` after an opening ``[``: array slices and ``[…] in`` tests share it."""
+        items: list[ast.Expr | None] = []
+        while True:
+            t = self.peek()
+            if t is not None and t.kind is _OP and t.text == "*":
+                self.swallow()
+                items.append(None)
+            else:
+                items.append(item())
+            t = self.peek()
+            if t is not None and t.kind is _OP and t.text == ",":
+                self.swallow()
+                continue
+            if t is not None and t.kind is _OP and t.text == "]":
+                self.swallow()
+                return items
+            raise self.error("expected ',' or ']'")
+
     def _close(self, text: str) -> None:
         t = self.next()
         if not (t.kind is _OP and t.text == text):
@@ -893,22 +913,7 @@ class Parser:
         t = self.peek()
         if t is not None and t.kind is _OP and t.text == "[":
             self.swallow()
-            slice_ = []
-            while True:
-                t = self.peek()
-                if t is not None and t.kind is _OP and t.text == "*":
-                    self.swallow()
-                    slice_.append(None)
-                else:
-                    slice_.append(self.parse_expression())
-                t = self.peek()
-                if t is not None and t.kind is _OP and t.text == ",":
-                    self.swallow()
-                    continue
-                if t is not None and t.kind is _OP and t.text == "]":
-                    self.swallow()
-                    break
-                raise self.error("expected ',' or ']'")
+            slice_ = self._wildcard_list(self.parse_expression)
         t = self.peek()
         if t is not None and t.kind is _OP and t.text[0] == "@":
             if t.text not in _SORT_AGGRS:
@@ -997,22 +1002,7 @@ class Parser:
         t = self.peek()
         if t is not None and t.kind is _OP and t.text == "[":
             self.swallow()
-            indexes: list[ast.Expr | None] = []
-            while True:
-                t = self.peek()
-                if t is not None and t.kind is _OP and t.text == "*":
-                    self.swallow()
-                    indexes.append(None)
-                else:
-                    indexes.append(self.parse_comparison())
-                t = self.peek()
-                if t is not None and t.kind is _OP and t.text == ",":
-                    self.swallow()
-                    continue
-                if t is not None and t.kind is _OP and t.text == "]":
-                    self.swallow()
-                    break
-                raise self.error("expected ',' or ']'")
+            indexes = self._wildcard_list(self.parse_comparison)
             t = self.peek()
             if t is not None and t.kind is _KW and t.text == "in":
                 self.next()
@@ -1037,7 +1027,7 @@ class Parser:
         if t.text in ("=~", "!~"):
             self.next()
             pattern = self.parse_literal_string()
-            return ast.RegexMatch(tok=t, op=t.text, left=op1, pattern=pattern.value)
+            return ast.RegexMatch(tok=t, op=t.text, left=op1, pattern=pattern.value, pattern_tok=pattern.tok)
         chain = 0
         while t is not None and t.kind is _OP and t.text in _COMPARISONS:
             self.next()

@@ -288,30 +288,35 @@ class Inference:
     def x_string(self, e: ast.StringLit, want: T) -> T:
         return self.set_type(e, T.STRING, want)
 
+    def typed_decl(self, decl: ast.Decl, want: T, use: ast.Symbol) -> T:
+        """A variable used as ``want``: statistics only as globals, else unify with its declaration."""
+        if want is T.STATS and isinstance(decl, ast.LocalVar | ast.Param):
+            self.error("stat locals not supported, missing global declaration? ", use.tok)
+            return UNK
+        return self.unify_decl(decl, want, use.tok)
+
     def x_symbol(self, e: ast.Symbol, want: T) -> T:
         decl = e.referent
         if decl is None:
             return UNK
-        if isinstance(decl, ast.GlobalDecl) and decl.arity not in (None, 0):
-            if self.final:
-                self.error("base histogram operator where expression expected", e.tok) if False else None
-        if want is T.STATS and isinstance(decl, ast.LocalVar | ast.Param):
-            self.error("stat locals not supported, missing global declaration? ", e.tok)
-            return UNK
-        t = self.unify_decl(decl, want, e.tok)
+        t = self.typed_decl(decl, want, e)
         if t is not UNK:
             e.type = t
         elif self.final and decl.type is UNK:
             self.error("unresolved type ", e.tok)
         return t
 
+    def hist_indexes(self, hist: ast.HistogramOp, indexes: list[ast.Expr | None]) -> None:
+        """``@hist_*(s)[i]`` and ``[i] in @hist_*(s)``: the histogram, then long bucket numbers."""
+        self.hist(hist)
+        for i in indexes:
+            if i is not None:
+                self.expr(i, T.LONG)
+
     def x_index(self, e: ast.ArrayIndex, want: T) -> T:
         base = e.base
         if isinstance(base, ast.HistogramOp):
-            self.hist(base)
-            for i in e.indexes:
-                if i is not None:
-                    self.expr(i, T.LONG)
+            self.hist_indexes(base, e.indexes)
             return self.set_type(e, T.LONG, want)
         if not isinstance(base, ast.Symbol) or not isinstance(base.referent, ast.GlobalDecl):
             return UNK
@@ -543,11 +548,7 @@ class Inference:
 
     def lvalue(self, target: ast.Expr, t: T) -> T:
         if isinstance(target, ast.Symbol) and target.referent is not None:
-            decl = target.referent
-            if t is T.STATS and isinstance(decl, ast.LocalVar | ast.Param):
-                self.error("stat locals not supported, missing global declaration? ", target.tok)
-                return UNK
-            got = self.unify_decl(decl, t, target.tok)
+            got = self.typed_decl(target.referent, t, target)
             if got is not UNK:
                 target.type = got
             return got
@@ -556,10 +557,7 @@ class Inference:
     def x_in(self, e: ast.InArray, want: T) -> T:
         arr = e.array
         if isinstance(arr, ast.HistogramOp):
-            self.hist(arr)
-            for i in e.indexes:
-                if i is not None:
-                    self.expr(i, T.LONG)
+            self.hist_indexes(arr, e.indexes)
         elif isinstance(arr, ast.Symbol) and isinstance(arr.referent, ast.GlobalDecl):
             g = arr.referent
             for i, idx in enumerate(e.indexes):

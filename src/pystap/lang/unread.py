@@ -3,13 +3,21 @@
 SystemTap adds a synthetic ``end`` probe that prints each such global, so a
 one-liner like ``probe timer.s(1) { count++ }`` shows its result.  We build
 that probe as ordinary syntax, so code generation and the runtime need no
-special case:
+special case.  The formats are the ones ``add_global_var_display`` in
+SystemTap's ``elaborate.cxx`` writes (for ``--compatible`` >= 1.4), kept
+verbatim so the output is byte-identical:
 
-* scalars: ``name=value`` (strings quoted);
-* arrays: one line per element, ``name[k1,"k2"]=value``, in descending
-  value order (descending ``@count`` for statistics);
-* statistics: ``name @count=N @min=… @max=… @sum=… @avg=…``; an empty one
-  prints ``name @count=0x0``.
+* long scalars ``name=%#x`` (so ``x=0x5``, ``x=0xfffffffffffffffb`` for -5,
+  ``x=0x0``: the runtime's ``#`` adds ``0x`` even to zero);
+* string scalars ``name="%#s"`` (``#`` changes nothing for ``%s``: no escaping);
+* arrays, one line per element in descending value order (descending
+  ``@count`` for statistics): ``name[%#d,"%#s"]=%#x`` -- keys in decimal,
+  values in hex;
+* statistics ``name @count=%#d @min=%#d @max=%#d @sum=%#d @avg=%#d``
+  (decimal); an empty scalar one prints ``name @count=0x0``.  Histograms
+  are not printed (SystemTap prints only these five aggregates).
+
+Globals declared only in tapset files are never displayed (RHBZ 468139).
 """
 
 from __future__ import annotations
@@ -37,14 +45,8 @@ def mark_usage(
     for root in roots:
         written_syms: set[int] = set()
         for n in ast.walk(root):
-            target = None
             # like stap, ``c++`` and ``c += 1`` only count as writes for the display
-            if isinstance(n, ast.Assign):
-                target = n.target
-            elif isinstance(n, ast.Crement):
-                target = n.operand
-            elif isinstance(n, ast.Delete):
-                target = n.target
+            target = ast.write_target(n)
             if target is not None:
                 sym = target.base if isinstance(target, ast.ArrayIndex) else target
                 if isinstance(sym, ast.Symbol):
@@ -92,7 +94,7 @@ def _stat(op: str, e: ast.Expr) -> ast.StatOp:
 def _stats_line(prefix_fmt: str, prefix_args: list[ast.Expr], value: ast.Expr, name: str) -> ast.Stmt:
     """``prefix @count=… @min=…`` when non-empty, else ``prefix @count=0x0``."""
     full = _printf(
-        prefix_fmt + " @count=%d @min=%d @max=%d @sum=%d @avg=%d\n",
+        prefix_fmt + " @count=%#d @min=%#d @max=%#d @sum=%#d @avg=%#d\n",
         [*prefix_args, *(_stat(op, value) for op in ("@count", "@min", "@max", "@sum", "@avg"))],
     )
     empty = _printf(prefix_fmt + " @count=0x0\n", list(prefix_args))
@@ -101,7 +103,13 @@ def _stats_line(prefix_fmt: str, prefix_args: list[ast.Expr], value: ast.Expr, n
 
 
 def _value_fmt(t: T) -> str:
-    return '"%s"' if t is T.STRING else "%d"
+    """A value: strings quoted, longs in hex (``%#x``), as SystemTap prints them."""
+    return '"%#s"' if t is T.STRING else "%#x"
+
+
+def _key_fmt(t: T) -> str:
+    """An array key: strings quoted, longs in decimal (``%#d``)."""
+    return '"%#s"' if t is T.STRING else "%#d"
 
 
 def _local(name: str, t: T) -> tuple[ast.Symbol, ast.LocalVar]:
@@ -132,7 +140,7 @@ def display_statement(g: ast.GlobalDecl) -> tuple[ast.Stmt, list[ast.LocalVar]] 
     key_types = [g.key_types[i] if i < len(g.key_types) else T.LONG for i in range(arity)]
     keys = [_local(f"__idx{i}", kt) for i, kt in enumerate(key_types)]
     locals_ = [local for _, local in keys]
-    key_fmt = ",".join(_value_fmt(kt) for kt in key_types)
+    key_fmt = ",".join(_key_fmt(kt) for kt in key_types)
     prefix = f"{g.name}[{key_fmt}]"
     value_sym: ast.Symbol | None = None
     if g.type is T.STATS:
@@ -158,11 +166,17 @@ def display_statement(g: ast.GlobalDecl) -> tuple[ast.Stmt, list[ast.LocalVar]] 
     return stmt, locals_
 
 
-def unread_probes(globals_: list[ast.GlobalDecl]) -> list[ast.DerivedProbe]:
-    """One synthetic ``end`` probe per global that is written but never read."""
+def unread_probes(
+    globals_: list[ast.GlobalDecl], tapset_files: frozenset[str] | set[str] = frozenset()
+) -> list[ast.DerivedProbe]:
+    """One synthetic ``end`` probe per global that is written but never read.
+
+    ``tapset_files`` names the library files: their globals are internal
+    state (``qs_wtime`` of ``queue_stats.stp``, ...), not the user's results.
+    """
     out = []
     for g in globals_:
-        if not g.written or g.read:
+        if not g.written or g.read or g.file in tapset_files:
             continue
         made = display_statement(g)
         if made is None:

@@ -68,6 +68,7 @@ class RunRequest:
     verbose: int = 0
     timeout_ms: int | None = None
     socket: Path | None = None
+    stdout: TextIO | None = None  # the module's output stream when not -o (default sys.stdout)
 
 
 @dataclass
@@ -80,16 +81,49 @@ class Grant:
     messages: tuple[str, ...]
     session: int | None = None
     conn: socket.socket | None = None
+    warnings: tuple[str, ...] = ()
 
-    def close(self, status: int | None = None) -> None:
-        """Say goodbye to pystapd (ends the session and frees what it holds)."""
+    def close(self, status: int | None = None, err: TextIO | None = None) -> None:
+        """Say goodbye to pystapd (ends the session and frees what it holds).
+
+        With ``err``, wait briefly for the session's summary and report the
+        kernel events that were lost, as SystemTap reports its overflows.
+        """
         if self.conn is None:
             return
-        with contextlib.suppress(OSError):
+        try:
             if status is not None:
                 protocol.send_json(self.conn, FrameType.CONTROL, {"op": "exit", "status": status})
-        self.conn.close()
-        self.conn = None
+                if err is not None:
+                    lost = _summary(self.conn)
+                    if lost:
+                        print(f"WARNING: {lost} kernel events were lost (buffers full); "
+                              "the output is incomplete", file=err)
+        except OSError:
+            pass
+        finally:
+            self.conn.close()
+            self.conn = None
+
+
+SUMMARY_TIMEOUT = 3.0
+SYNC_TIMEOUT = 5.0
+
+
+def _summary(conn: socket.socket) -> int:
+    """The lost-event count from pystapd's end-of-session summary (events still queued are skipped)."""
+    conn.settimeout(SUMMARY_TIMEOUT)
+    limits = {FrameType.EVENTS: protocol.MAX_EVENT_BATCH_BYTES, FrameType.INFO: protocol.MAX_CONTROL_BYTES}
+    while True:
+        try:
+            frame = protocol.recv_frame(conn, limits)
+        except (protocol.ProtocolError, OSError):
+            return 0
+        for fd in frame.fds:
+            os.close(fd)
+        if frame.type is FrameType.INFO:
+            lost = frame.json().get("lost", 0)
+            return lost if isinstance(lost, int) and not isinstance(lost, bool) and lost > 0 else 0
 
 
 def set_no_new_privs() -> None:
@@ -171,24 +205,38 @@ def whoami(socket_path: Path | None = None) -> dict[str, Any]:
         sock.close()
 
 
-def request_grant(module: str, socket_path: Path) -> Grant:
-    """Ask pystapd to authorize ``module``; the returned grant holds the session open."""
-    module_fd = sgn_fd = None
+def request_grant(module: str, socket_path: Path, targets: list[int] | None = None) -> Grant:
+    """Ask pystapd to authorize ``module``; the returned grant holds the session open.
+
+    ``targets`` are the ``-c``/``-x`` pids the session's probes must reach
+    (a stapusr session's probes attach to exactly these and to the processes
+    the user starts later).
+    """
     try:
         sock = connect(socket_path)
     except OSError as exc:
         raise LoadError([f"ERROR: Cannot reach pystapd at {socket_path}: {exc.strerror or exc}. "
                          "Is the pystapd service running?"]) from None
+    return request_grant_on(sock, module, targets)
+
+
+def request_grant_on(sock: socket.socket, module: str, targets: list[int] | None = None) -> Grant:
+    """The load conversation on a connected socket (pystapd's, or root's private service's)."""
+    module_fd = sgn_fd = None
     try:
         if is_bare_name(module):
             request: dict[str, Any] = {"op": "load", "protocol": protocol.PROTOCOL_VERSION,
                                        "module": "name", "name": module}
+            if targets:
+                request["targets"] = list(targets)
             protocol.send_json(sock, FrameType.REQUEST, request)
         else:
             module_fd, sgn_fd, real = _open_module(module)
             fds = [module_fd] if sgn_fd is None else [module_fd, sgn_fd]
             request = {"op": "load", "protocol": protocol.PROTOCOL_VERSION, "module": "fd", "path": real,
                        "signature": "none" if sgn_fd is None else "fd"}
+            if targets:
+                request["targets"] = list(targets)
             protocol.send_json(sock, FrameType.REQUEST, request, fds)
         decision = _reply(sock, FrameType.DECISION).json()
         messages = tuple(str(m) for m in decision.get("messages", []))
@@ -206,8 +254,10 @@ def request_grant(module: str, socket_path: Path) -> Grant:
             parsed = modfile.load(data)
         except modfile.ModuleFormatError as exc:
             raise LoadError([f"ERROR: Couldn't load the module {module}: {exc}"]) from None
+        warnings = decision.get("warnings", [])
         grant = Grant(parsed, data, str(decision.get("module_path", module)), int(decision["credentials"]),
-                      str(decision.get("rule", "")), messages, decision.get("session"), sock)
+                      str(decision.get("rule", "")), messages, decision.get("session"), sock,
+                      tuple(str(w) for w in warnings) if isinstance(warnings, list) else ())
         sock.settimeout(None)
         return grant
     except OSError as exc:
@@ -251,20 +301,39 @@ def authorize_locally(module: str, cfg: config_mod.DaemonConfig) -> Grant:
     return Grant(outcome.module, data, real, decision.credentials, decision.rule, decision.messages)
 
 
-def obtain_grant(req: RunRequest) -> Grant:
-    """Through pystapd; root falls back to deciding in-process when the service is absent."""
+# Probe families whose events the client produces itself (everything else comes from pystapd).
+USER_SIDE_FAMILIES = frozenset({"begin", "end", "error", "never", "timer"})
+
+
+def has_kernel_probes(module: modfile.Module) -> bool:
+    return any(p.family not in USER_SIDE_FAMILIES for p in module.probes)
+
+
+def obtain_grant(req: RunRequest, targets: list[int] | None = None) -> Grant:
+    """Through pystapd; root without the service decides in-process.
+
+    Root's module with kernel probes then runs through a private, forked
+    instance of the service (:mod:`pystap.loader.local`): the same install,
+    event stream, teardown and reaper as pystapd's, without the socket.
+    """
     socket_path = req.socket or paths.daemon_socket()
     if os.getuid() == 0 and req.socket is None and not socket_path.exists():
         try:
             cfg = config_mod.load()
         except config_mod.ConfigError as exc:
             raise LoadError([f"ERROR: {exc}"]) from None
-        return authorize_locally(req.module, cfg)
-    return request_grant(req.module, socket_path)
+        grant = authorize_locally(req.module, cfg)
+        if not has_kernel_probes(grant.module):
+            return grant
+        from pystap.loader import local
 
-
-# Probe families whose events the client produces itself (everything else comes from pystapd).
-USER_SIDE_FAMILIES = frozenset({"begin", "end", "error", "never", "timer"})
+        try:
+            sock = local.private_service(cfg)
+        except OSError as exc:
+            raise LoadError([f"ERROR: cannot start the kernel probe service: {exc.strerror or exc}"]
+                            ) from None
+        return request_grant_on(sock, req.module, targets)
+    return request_grant(req.module, socket_path, targets)
 
 
 class DaemonEvents:
@@ -286,21 +355,53 @@ class DaemonEvents:
     def read_batch(self) -> list[tuple[int, dict[str, Any]]]:
         try:
             frame = protocol.recv_frame(self._conn, {FrameType.EVENTS: protocol.MAX_EVENT_BATCH_BYTES})
-            for fd in frame.fds:
-                os.close(fd)
-            batch = []
-            for probe_id, timestamp, data in protocol.decode_events(frame.payload):
-                fields = protocol.decode_json(data) if data else {}
-                fields.setdefault("timestamp_ns", timestamp)
-                batch.append((probe_id, fields))
-            return batch
+            return self._decode(frame)
         except (OSError, protocol.ProtocolError) as exc:
             print(f"WARNING: lost the event stream from pystapd ({exc}); kernel probes stopped",
                   file=self._err)
             return []
 
+    @staticmethod
+    def _decode(frame: protocol.Frame) -> list[tuple[int, dict[str, Any]]]:
+        for fd in frame.fds:
+            os.close(fd)
+        batch = []
+        for probe_id, timestamp, data in protocol.decode_events(frame.payload):
+            fields = protocol.decode_json(data) if data else {}
+            fields.setdefault("timestamp_ns", timestamp)
+            batch.append((probe_id, fields))
+        return batch
 
-def _run_handlers(grant: Grant, req: RunRequest, err: TextIO) -> int:
+    def drain(self, timeout: float = SYNC_TIMEOUT) -> list[tuple[int, dict[str, Any]]]:
+        """Every event recorded until now (the -c command exited: its events precede the end probes).
+
+        Asks pystapd for a sync and reads up to its marker; on a timeout or a
+        lost stream, returns what arrived.
+        """
+        batch: list[tuple[int, dict[str, Any]]] = []
+        limits = {FrameType.EVENTS: protocol.MAX_EVENT_BATCH_BYTES,
+                  FrameType.INFO: protocol.MAX_CONTROL_BYTES}
+        old = self._conn.gettimeout()
+        try:
+            protocol.send_json(self._conn, FrameType.CONTROL, {"op": "sync"})
+            self._conn.settimeout(timeout)
+            while True:
+                frame = protocol.recv_frame(self._conn, limits)
+                if frame.type is FrameType.INFO:
+                    for fd in frame.fds:
+                        os.close(fd)
+                    if frame.json().get("op") == "synced":
+                        return batch
+                    continue
+                batch.extend(self._decode(frame))
+        except (OSError, protocol.ProtocolError):
+            return batch
+        finally:
+            with contextlib.suppress(OSError):
+                self._conn.settimeout(old)
+
+
+def _run_handlers(grant: Grant, req: RunRequest, err: TextIO, held: Any = None) -> int:
     """The one call into the runtime (pystap.runtime.run_module)."""
     try:
         from pystap.runtime import RunOptions, run_module
@@ -309,10 +410,12 @@ def _run_handlers(grant: Grant, req: RunRequest, err: TextIO) -> int:
         return 1
     options = RunOptions(
         globals=dict(req.globals), output=req.output, command=req.command, target_pid=req.target_pid,
-        verbose=req.verbose, timeout_ms=req.timeout_ms, stderr=err,
+        verbose=req.verbose, timeout_ms=req.timeout_ms, stderr=err, held_command=held,
     )
-    kernel_probes = any(p.family not in USER_SIDE_FAMILIES for p in grant.module.probes)
-    events = DaemonEvents(grant.conn, err) if kernel_probes and grant.conn is not None else None
+    if req.stdout is not None:
+        options.stdout = req.stdout
+    kernel_probes = has_kernel_probes(grant.module) and grant.conn is not None
+    events = DaemonEvents(grant.conn, err) if kernel_probes else None
     return int(run_module(grant.module, credentials=grant.credentials, options=options, events=events))
 
 
@@ -324,14 +427,35 @@ def run(req: RunRequest, *, err: TextIO | None = None) -> int:
     except OSError as exc:
         print(f"ERROR: {exc}", file=err)
         return 1
+    # -c: fork the command now, held before its exec, so the probes are armed on it (pystapd
+    # attaches to its pid) before it runs; the runtime releases it after the begin probes.
+    held = None
+    targets: list[int] = [req.target_pid] if req.target_pid else []
+    if req.command:
+        from pystap.runtime.command import HeldCommand
+
+        try:
+            held = HeldCommand(req.command)
+        except OSError as exc:
+            print(f"ERROR: cannot run command '{req.command}': {exc.strerror}", file=err)
+            return 1
+        targets = [held.pid]
     try:
-        grant = obtain_grant(req)
+        grant = obtain_grant(req, targets)
     except LoadError as exc:
+        if held is not None:
+            held.stop()
         for message in exc.messages:
             print(message, file=err)
         return exc.status
+    except BaseException:
+        if held is not None:
+            held.stop()
+        raise
     status = 1
     try:
+        for warning in grant.warnings:
+            print(warning, file=err)
         if req.verbose:
             for message in grant.messages:
                 print(message, file=err)
@@ -343,10 +467,12 @@ def run(req: RunRequest, *, err: TextIO | None = None) -> int:
         if req.verbose:
             print(f"pystaprun: module started (session {grant.session if grant.session else 'local'})",
                   file=err, flush=True)
-        status = _run_handlers(grant, req, err)
+        status = _run_handlers(grant, req, err, held)
         return status
     finally:
-        grant.close(status)
+        if held is not None:
+            held.stop()  # the runtime reaped it already, unless it never started
+        grant.close(status, err)
 
 
 def auto_privilege(credentials: int) -> tuple[str, str | None]:
@@ -365,7 +491,12 @@ def auto_privilege(credentials: int) -> tuple[str, str | None]:
 
 
 def caller_credentials(socket_path: Path | None = None) -> int:
-    """The caller's credentials: root holds all; others ask pystapd (its group configuration)."""
+    """The caller's credentials: root holds all; others ask pystapd (its group configuration).
+
+    Without the service, the same configuration file (``[groups]`` of
+    pystapd.toml) is applied locally, so ``pystap`` and pystapd never
+    disagree about which groups grant what.
+    """
     if os.getuid() == 0:
         return PR_ALL
     try:
@@ -373,4 +504,8 @@ def caller_credentials(socket_path: Path | None = None) -> int:
     except (OSError, LoadError, KeyError, ValueError):
         from pystap.privilege import own_credentials
 
-        return own_credentials()
+        try:
+            groups = config_mod.load().groups
+        except config_mod.ConfigError:
+            groups = None
+        return own_credentials(groups)

@@ -11,6 +11,7 @@ Example (every key optional)::
     blessed_dir = "/lib/modules/6.18.0/pystap"
     signer_store = "/etc/pystap/staprun"
     log_file = "/var/log/pystapd.log"        # default: syslog (journal)
+    reap_interval = 30.0                       # seconds between reaper runs (leftover probes)
 
     [groups]                                   # names or gids
     stapusr = "stapusr"
@@ -57,13 +58,14 @@ class DaemonConfig:
     log_file: Path | None = None
     groups: dict[str, int | str] = field(default_factory=lambda: {g: g for g in GROUP_GRANTS})
     limits: Limits = field(default_factory=Limits)
+    reap_interval: float = 30.0
 
     def group_gids(self) -> dict[str, int | None]:
         """Gids of the three privilege groups (looked up now: groups may be created later)."""
         return system_group_gids(self.groups)
 
 
-_TOP = {"socket", "blessed_dir", "signer_store", "log_file", "groups", "limits"}
+_TOP = {"socket", "blessed_dir", "signer_store", "log_file", "groups", "limits", "reap_interval"}
 _LIMIT_TYPES: dict[str, type] = {
     "max_module_bytes": int, "max_signature_bytes": int, "max_sessions": int, "max_sessions_per_user": int,
     "request_timeout": float,
@@ -128,6 +130,11 @@ def parse(text: str, where: Path) -> DaemonConfig:
         kwargs["groups"] = _groups(where, raw["groups"])
     if "limits" in raw:
         kwargs["limits"] = _limits(where, raw["limits"])
+    if "reap_interval" in raw:
+        value = raw["reap_interval"]
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.1 <= value <= 86400:
+            raise ConfigError(f"{where}: 'reap_interval' must be a number of seconds (0.1 to 86400)")
+        kwargs["reap_interval"] = float(value)
     return DaemonConfig(**kwargs)
 
 

@@ -38,7 +38,11 @@ from pystap.privilege import PR_NONE, name
 
 log = logging.getLogger("pystapd")
 
-_REQUEST_KEYS = {"op", "protocol", "module", "path", "name", "signature", "module_size", "signature_size"}
+_REQUEST_KEYS = {"op", "protocol", "module", "path", "name", "signature", "module_size", "signature_size",
+                 "targets"}
+MAX_TARGETS = 64
+# Probe families the client runs itself; anything else needs the kernel installer.
+USER_SIDE_FAMILIES = frozenset({"begin", "end", "error", "never", "timer"})
 _SOURCES = {"fd", "bytes", "name"}
 _SIG_SOURCES = {"fd", "bytes", "none"}
 _MAX_PATH = 4096
@@ -64,6 +68,39 @@ class Received:
     module_path: str
     module_fd: int | None
     by_name: bool
+    targets: tuple[int, ...] = ()
+
+
+def parse_targets(value: Any) -> tuple[int, ...]:
+    """The request's ``targets``: the -c/-x pids, as a short list of positive integers.
+
+    Only their form is checked here; whether the caller may trace them is the
+    installer's decision (a stapusr caller: the process's euid must be theirs).
+    """
+    if value is None:
+        return ()
+    if not isinstance(value, list) or len(value) > MAX_TARGETS:
+        raise RequestError(f"malformed load request (targets: a list of at most {MAX_TARGETS} pids)")
+    pids = []
+    for pid in value:
+        if isinstance(pid, bool) or not isinstance(pid, int) or not 0 < pid < 1 << 22:
+            raise RequestError("malformed load request (targets: invalid pid)")
+        pids.append(pid)
+    return tuple(dict.fromkeys(pids))
+
+
+def refuse_kernel_probes(reason: str) -> Installer:
+    """The installer of a daemon without kernel access: modules with kernel probes are refused.
+
+    Granting them would run the handlers with no probe ever firing, which a
+    user would take for "nothing happened"; refusing says why.
+    """
+
+    def installer(session: Session) -> None:
+        if any(p.family not in USER_SIDE_FAMILIES for p in session.module.probes):
+            raise RuntimeError(f"kernel probes are not available from this pystapd ({reason})")
+
+    return installer
 
 
 def read_fd_once(fd: int, limit: int, what: str) -> bytes:
@@ -100,6 +137,26 @@ def _systemd_listener() -> socket.socket | None:
     sock = socket.socket(fileno=3)
     os.set_inheritable(sock.fileno(), False)
     return sock
+
+
+def start_kernel() -> tuple[Any, Installer]:
+    """The kernel side (``KernelService``: private tracefs, installer, reaper), or a refusal.
+
+    Must run before any thread starts (it enters a mount namespace).  A
+    kernel without tracefs or BPF still gets a working service for modules
+    whose probes all run in the client; modules with kernel probes are then
+    refused with the reason.
+    """
+    try:
+        from pystap.kernel.service import KernelService
+
+        kernel = KernelService.start()
+    except OSError as exc:
+        reason = str(exc) or type(exc).__name__
+        log.warning("kernel probes unavailable: %s", reason)
+        return None, refuse_kernel_probes(reason)
+    log.info("kernel probes through tracefs at %s (private mount namespace)", kernel.tfs.root)
+    return kernel, kernel.installer
 
 
 class Daemon:
@@ -301,7 +358,8 @@ class Daemon:
     def _session(self, conn: socket.socket, peer: Peer, received: Received, module: modfile.Module,
                  reply: dict[str, Any]) -> None:
         """A granted session: install its probes, send the grant, hold it, tear it down."""
-        session = Session(peer=peer, module=module, digest=reply["digest"], credentials=reply["credentials"])
+        session = Session(peer=peer, module=module, digest=reply["digest"], credentials=reply["credentials"],
+                          targets=received.targets)
         reply["session"] = session.id
         self.sessions.add(session)
         send_lock = threading.Lock()
@@ -310,7 +368,12 @@ class Daemon:
             with send_lock:
                 protocol.send_frame(conn, FrameType.EVENTS, protocol.encode_events(records))
 
+        def send_synced() -> None:
+            with send_lock:
+                protocol.send_json(conn, FrameType.INFO, {"op": "synced"})
+
         session.send_events = send_events
+        session.send_synced = send_synced
         try:
             if self.installer is not None:
                 try:
@@ -322,6 +385,8 @@ class Daemon:
                                  messages=[message])
                     protocol.send_json(conn, FrameType.DECISION, reply)
                     return
+            if session.warnings:  # SystemTap reports a probe it could not register and runs the rest
+                reply["warnings"] = [f"WARNING: {w}" for w in session.warnings]
             with send_lock:  # the grant (and module) precede any EVENTS frame
                 protocol.send_json(conn, FrameType.DECISION, reply)
                 if received.by_name:
@@ -330,8 +395,21 @@ class Daemon:
         finally:
             failures = session.close()
             self.sessions.remove(session)
+        # The client waits briefly for this after saying goodbye: lost events are its to report.
+        with contextlib.suppress(OSError), send_lock:
+            conn.settimeout(1.0)
+            protocol.send_json(conn, FrameType.INFO, {"op": "summary", "lost": session.lost})
         log.info("session %d ended (%s) uid=%d pid=%d%s", session.id, reason, peer.uid, peer.pid,
                  f" teardown failures: {failures}" if failures else "")
+
+    def serve_one(self, conn: socket.socket) -> None:
+        """Serve one already connected client in this thread (root's private service, see
+        :mod:`pystap.loader.local`), exactly as a connection accepted on the socket is served."""
+        self._slots.acquire()
+        with self._lock:
+            self._conns.add(conn)
+            self._threads.add(threading.current_thread())
+        self._connection(conn)
 
     def _whoami(self, conn: socket.socket, peer: Peer) -> None:
         creds = peer.credentials(self.config.group_gids())
@@ -362,6 +440,7 @@ class Daemon:
         if len(fds) != wanted:
             raise RequestError(f"malformed load request ({len(fds)} file descriptors, expected {wanted})")
         limits = self.config.limits
+        targets = parse_targets(request.get("targets"))
         if source == "name":
             module_name = request.get("name")
             if not isinstance(module_name, str):
@@ -384,7 +463,7 @@ class Daemon:
                     sgn = read_fd_once(sgn_fd, limits.max_signature_bytes, "signature")
                 finally:
                     os.close(sgn_fd)
-            return Received(module_bytes, sgn, module_path, fd, by_name=True)
+            return Received(module_bytes, sgn, module_path, fd, by_name=True, targets=targets)
         module_path = request.get("path")
         if (not isinstance(module_path, str) or not module_path.startswith("/")
                 or len(module_path) > _MAX_PATH or "\0" in module_path):
@@ -401,7 +480,7 @@ class Daemon:
             sgn = read_fd_once(next(fd_iter), limits.max_signature_bytes, "signature")
         elif sig_source == "bytes":
             sgn = self._blob(conn, request.get("signature_size"), limits.max_signature_bytes, "signature")
-        return Received(module_bytes, sgn, module_path, module_fd, by_name=False)
+        return Received(module_bytes, sgn, module_path, module_fd, by_name=False, targets=targets)
 
     @staticmethod
     def _blob(conn: socket.socket, size: Any, limit: int, what: str) -> bytes:
@@ -460,6 +539,9 @@ class Daemon:
                         if not started:  # log it once, however often a client says it
                             started = True
                             log.info("session %d: module started (pid %d)", session.id, peer.pid)
+                    elif message.get("op") == "sync":
+                        # Everything recorded so far, then the marker (at once without kernel probes).
+                        (session.sync or session.send_synced or _nothing)()
                     elif message.get("op") == "exit":
                         status = message.get("status")
                         return f"client exited with status {status if isinstance(status, int) else '?'}"
@@ -483,6 +565,10 @@ def _reply(decision: Decision, module_path: str, digest: str = "") -> dict[str, 
 def _printable(text: str) -> str:
     """A client-chosen string made safe for a one-line log record."""
     return "".join(c if c.isprintable() and c != " " else f"\\x{ord(c):02x}" for c in text[:4096])
+
+
+def _nothing() -> None:
+    pass
 
 
 def _hang_up(conn: socket.socket) -> None:

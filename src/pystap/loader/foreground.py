@@ -60,12 +60,15 @@ def write_config(
     log_file: Path | None = None,
     groups: Mapping[str, int | str] | None = None,
     limits: Mapping[str, int | float] | None = None,
+    reap_interval: float | None = None,
 ) -> Path:
     """Write a pystapd configuration file (see :mod:`pystap.loader.config`)."""
     lines = [f"socket = {_toml_value(socket)}", f"blessed_dir = {_toml_value(blessed_dir)}",
              f"signer_store = {_toml_value(signer_store)}"]
     if log_file is not None:
         lines.append(f"log_file = {_toml_value(log_file)}")
+    if reap_interval is not None:
+        lines.append(f"reap_interval = {_toml_value(float(reap_interval))}")
     for table, values in (("groups", groups), ("limits", limits)):
         if values:
             lines.append(f"[{table}]")

@@ -15,10 +15,14 @@ with an ``ERROR`` frame and ends the session.
 
 Conversation (client → daemon, daemon → client)::
 
-    → REQUEST {"op": "load", ...} [+ fds]   → BLOB* (values sent by value)
+    → REQUEST {"op": "load", ...} [+ fds]   → BLOB* (values sent by value); "targets": [pid…]
+                                              names the -c/-x processes the probes must reach
     ← DECISION {"allowed": ..., ...}        ← BLOB (module bytes, bare-name loads only)
     → CONTROL {"op": "started"}             ← EVENTS* (kernel probe records, later)
-    → CONTROL {"op": "exit", "status": N}   then either side closes
+    → CONTROL {"op": "sync"}                ← EVENTS* then INFO {"op": "synced"}: every event
+                                              recorded before the request has been sent
+    → CONTROL {"op": "exit", "status": N}   ← EVENTS* then INFO {"op": "summary", "lost": N}
+                                              then either side closes
 
     → REQUEST {"op": "whoami"}              ← INFO {"credentials": ..., ...}
 """

@@ -27,7 +27,9 @@ log = logging.getLogger("pystapd")
 class Session:
     """``send_events`` streams kernel probe records to the client as EVENTS frames
     (set by the daemon once the session is granted; installers call it from
-    their reader threads)."""
+    their reader threads).  ``targets`` are the pids the client asked to
+    trace (``-c``/``-x``), validated as numbers only: the installer decides
+    whether the caller may trace them."""
 
     peer: Peer
     module: modfile.Module
@@ -36,6 +38,14 @@ class Session:
     id: int = field(default_factory=lambda: next(_ids))
     started: float = field(default_factory=time.monotonic)
     send_events: Callable[[list[tuple[int, int, bytes]]], None] | None = None
+    targets: tuple[int, ...] = ()  # -c/-x processes (pids); the installer checks the caller may trace them
+    warnings: list[str] = field(default_factory=list)  # per-probe problems, sent with the grant
+    lost: int = 0  # kernel events dropped (buffers full), set at teardown, reported at exit
+    # The client asks for a *sync* when its -c command exits: every event recorded until then must
+    # reach it before its end probes run.  The installer sets ``sync`` (drain the kernel buffers,
+    # then call ``send_synced``); the daemon sets ``send_synced`` (an INFO frame after the events).
+    sync: Callable[[], None] | None = None
+    send_synced: Callable[[], None] | None = None
     _teardowns: list[tuple[str, Callable[[], None]]] = field(default_factory=list)
     _closed: bool = False
     _lock: threading.Lock = field(default_factory=threading.Lock)

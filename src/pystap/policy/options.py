@@ -180,7 +180,10 @@ OPTIONS: tuple[OptionPolicy, ...] = (
     _opt("--poison-cache", _ALL, IS_INV, "rebuild the user's cache"),
     _opt("--clean-cache", _ALL, IS_INV, "clean the user's cache"),
     _opt("--sign-key", _ALL, IS_INV, "sign with the user's own key (trusted only if the admin agrees)",
-         value="DIR"),
+         value="PATH"),
+    _opt("--sign-module", _ALL, IS_INV, "sign an existing module with the user's own key (trust is the "
+         "admin's)", value="MODULE"),
+    _opt("--no-sign", _ALL, IS_INV, "build without a signature: grants nothing, the loader decides"),
     # -- compile servers: where compilation happens, not what is compiled
     _opt("--use-server", _ALL, IS_INV, "compile on a server", value="[SERVER]"),
     _opt("--use-server-on-error", _ALL, IS_INV, "retry on a server", value="[yes|no]"),

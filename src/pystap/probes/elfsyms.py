@@ -72,6 +72,20 @@ class ElfInfo:
     plt: dict[str, int] = field(default_factory=dict)  # imported name -> vaddr of its PLT stub
     has_debug_info: bool = False
 
+    def function_at(self, vaddr: int) -> str:
+        """The function symbol at or before ``vaddr`` (``probefunc()`` of a statement or mark)."""
+        best, best_addr = "", -1
+        for name, addr in self.functions.items():
+            if best_addr < addr <= vaddr or (addr == best_addr and name < best):
+                best, best_addr = name, addr
+        return best
+
+    def function_at_offset(self, offset: int) -> str:
+        for start, size, off in self.loads:
+            if off <= offset < off + size:
+                return self.function_at(offset - off + start)
+        return ""
+
     def file_offset(self, vaddr: int) -> int:
         """The PT_LOAD rule: ``vaddr - p_vaddr + p_offset`` of the segment containing ``vaddr``."""
         for start, size, offset in self.loads:
@@ -231,6 +245,204 @@ def function_params(path: str, function: str) -> list[tuple[str, bool]]:
     raise ElfResolveError(f"no debug information for function '{function}' in {path}")
 
 
+@dataclass(frozen=True)
+class Param:
+    """One formal parameter as DWARF describes it (after typedefs and qualifiers)."""
+
+    name: str
+    kind: str  # "int" | "pointer" | "text" (a char pointer) | "float" | "aggregate" | "unknown"
+    size: int
+    signed: bool
+
+
+_QUALIFIERS = ("DW_TAG_typedef", "DW_TAG_const_type", "DW_TAG_volatile_type", "DW_TAG_restrict_type",
+               "DW_TAG_atomic_type")
+_SIGNED_ENCODINGS = (0x05, 0x06, 0x0D)  # DW_ATE_signed, signed_char, signed_fixed
+_FLOAT_ENCODINGS = (0x03, 0x04, 0x09)  # complex_float, float, decimal_float
+_DWARF_CACHE: dict[tuple[str, int, int], tuple[dict[str, list[Param]], dict[str, str]]] = {}
+
+
+def _param_type_shallow(die: Any) -> tuple[str, int]:
+    """(kind, size) of a pointee, without following further pointers (``char`` is ("int", 1))."""
+    for _ in range(16):
+        if die is None:
+            return "unknown", 0
+        if die.tag in _QUALIFIERS:
+            if "DW_AT_type" not in die.attributes:
+                return "unknown", 0
+            die = die.get_DIE_from_attribute("DW_AT_type")
+            continue
+        if die.tag == "DW_TAG_base_type":
+            size = die.attributes["DW_AT_byte_size"].value if "DW_AT_byte_size" in die.attributes else 0
+            return "int", size
+        return "other", 0
+    return "unknown", 0
+
+
+def _param_type(die: Any) -> tuple[str, int, bool]:
+    for _ in range(16):
+        if die is None:
+            return "unknown", 0, False
+        tag = die.tag
+        if tag in _QUALIFIERS:
+            if "DW_AT_type" not in die.attributes:
+                return "unknown", 0, False
+            die = die.get_DIE_from_attribute("DW_AT_type")
+            continue
+        size = die.attributes["DW_AT_byte_size"].value if "DW_AT_byte_size" in die.attributes else 0
+        if tag in ("DW_TAG_pointer_type", "DW_TAG_reference_type", "DW_TAG_rvalue_reference_type"):
+            target = die.get_DIE_from_attribute("DW_AT_type") if "DW_AT_type" in die.attributes else None
+            pointee = _param_type_shallow(target)
+            return ("text" if pointee == ("int", 1) else "pointer"), 8, False
+        if tag == "DW_TAG_base_type":
+            enc = die.attributes["DW_AT_encoding"].value if "DW_AT_encoding" in die.attributes else 0
+            if enc in _FLOAT_ENCODINGS:
+                return "float", size, True
+            return "int", size, enc in _SIGNED_ENCODINGS
+        if tag == "DW_TAG_enumeration_type":
+            return "int", size or 4, False
+        if tag in ("DW_TAG_structure_type", "DW_TAG_union_type", "DW_TAG_class_type", "DW_TAG_array_type"):
+            return "aggregate", size, False
+        return "unknown", size, False
+    return "unknown", 0, False
+
+
+def dwarf_functions(path: str) -> dict[str, list[Param]]:
+    """Every function's formal parameters with their types, from DWARF (parsed once per file).
+
+    Raises :class:`ElfResolveError` when the file has no debug information.
+    """
+    return _dwarf(path)[0]
+
+
+def dwarf_decl(path: str, function: str) -> str:
+    """``FILE:LINE`` where DWARF declares ``function`` ("" when unknown): SystemTap shows a
+    function probe point as ``function("NAME@FILE:LINE")``."""
+    try:
+        return _dwarf(path)[1].get(function, "")
+    except ElfResolveError:
+        return ""
+
+
+def _file_names(dwarf: Any, cu: Any) -> list[str]:
+    """The line program's file names as paths, indexed as DW_AT_decl_file counts them."""
+    try:
+        lp = dwarf.line_program_for_CU(cu)
+    except (ELFError, ValueError, KeyError, AttributeError):
+        return []
+    if lp is None:
+        return []
+    top = cu.get_top_DIE()
+    comp = top.attributes["DW_AT_comp_dir"].value.decode("utf-8", "replace") \
+        if "DW_AT_comp_dir" in top.attributes else ""
+    dirs = [d.decode("utf-8", "replace") for d in lp["include_directory"]]
+    v5 = lp["version"] >= 5
+    names = [] if v5 else [""]  # before DWARF 5, file numbers count from 1
+    for entry in lp["file_entry"]:
+        name = entry.name.decode("utf-8", "replace")
+        index = entry.dir_index
+        if v5:
+            base = dirs[index] if index < len(dirs) else comp
+        else:
+            base = dirs[index - 1] if 0 < index <= len(dirs) else comp
+        names.append(name if name.startswith("/") else os.path.join(base or comp, name))
+    return names
+
+
+def _dwarf(path: str) -> tuple[dict[str, list[Param]], dict[str, str]]:
+    try:
+        st = os.stat(path)
+    except OSError as exc:
+        raise ElfResolveError(f"cannot open {path}: {exc.strerror}") from None
+    key = (path, st.st_ino, st.st_mtime_ns)
+    cached = _DWARF_CACHE.get(key)
+    if cached is not None:
+        return cached
+    out: dict[str, list[Param]] = {}
+    decls: dict[str, str] = {}
+    try:
+        with open(path, "rb") as f:
+            elf = ELFFile(f)
+            if elf.get_section_by_name(".debug_info") is None:
+                raise ElfResolveError(f"{path} has no debug information (rebuild it with -g for $parameters)")
+            dwarf = elf.get_dwarf_info()
+            for cu in dwarf.iter_CUs():
+                files: list[str] | None = None
+                for die in cu.iter_DIEs():
+                    if die.tag != "DW_TAG_subprogram" or "DW_AT_name" not in die.attributes:
+                        continue
+                    if "DW_AT_declaration" in die.attributes:
+                        continue
+                    name = die.attributes["DW_AT_name"].value.decode("utf-8", "replace")
+                    params = []
+                    for child in die.iter_children():
+                        if child.tag != "DW_TAG_formal_parameter" or "DW_AT_name" not in child.attributes:
+                            continue
+                        pname = child.attributes["DW_AT_name"].value.decode("utf-8", "replace")
+                        typed = "DW_AT_type" in child.attributes
+                        tdie = child.get_DIE_from_attribute("DW_AT_type") if typed else None
+                        params.append(Param(pname, *_param_type(tdie)))
+                    if name not in out or (params and not out[name]):
+                        out[name] = params
+                    attrs = die.attributes
+                    if name not in decls and "DW_AT_decl_file" in attrs and "DW_AT_decl_line" in attrs:
+                        if files is None:
+                            files = _file_names(dwarf, cu)
+                        index = attrs["DW_AT_decl_file"].value
+                        if 0 <= index < len(files) and files[index]:
+                            decls[name] = f"{files[index]}:{attrs['DW_AT_decl_line'].value}"
+    except ElfResolveError:
+        raise
+    except (ELFError, OSError, ValueError, KeyError, AttributeError) as exc:
+        raise ElfResolveError(f"cannot read debug information of {path}: {exc}") from None
+    _DWARF_CACHE[key] = (out, decls)
+    return out, decls
+
+
+def param_fetches(params: list[Param]) -> tuple[dict[str, str], dict[str, str]]:
+    """Where each parameter is at function entry (SysV x86-64), as fetch arguments.
+
+    Integer and pointer parameters take the next of the six argument
+    registers, then the next stack slot; floating-point ones travel in SSE
+    registers (no integer register used).  After an aggregate passed by
+    value the assignment is not tracked, so later parameters are refused.
+    Returns (``$name`` -> ``v_name=VALUE:TYPE``, ``$name`` -> why it is
+    unavailable).
+    """
+    fetch: dict[str, str] = {}
+    refused: dict[str, str] = {}
+    reg = 0
+    slot = 1
+    lost = ""
+    for p in params:
+        var = "$" + p.name
+        if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]{0,29}", p.name):
+            continue
+        if lost:
+            refused[var] = f"its location follows {lost} passed by value, which pystap does not track"
+            continue
+        if p.kind == "float":
+            refused[var] = "floating-point parameters are passed in SSE registers, which uprobes cannot fetch"
+            continue
+        if p.kind in ("aggregate", "unknown"):
+            refused[var] = "only integer and pointer parameters can be captured"
+            lost = f"parameter '{p.name}'"
+            continue
+        if p.kind in ("pointer", "text"):
+            kind = "u64"
+        else:
+            size = p.size if p.size in (1, 2, 4, 8) else 8
+            kind = f"{'s' if p.signed else 'u'}{size * 8}"
+        if reg < len(ARG_REGISTERS):
+            value = f"%{ARG_REGISTERS[reg]}"
+            reg += 1
+        else:
+            value = f"$stack{slot}"
+            slot += 1
+        fetch[var] = f"v_{p.name}={value}:{kind}"
+    return fetch, refused
+
+
 def find_library(name: str, program: str | None = None) -> str:
     """Where ``process.library("NAME")`` points: absolute as given, else the usual directories."""
     if name.startswith("/"):
@@ -325,22 +537,44 @@ def _resolve(family: str, prefix: str, params: dict[str, Any], args: dict[str, A
             label = None
             if not targets:
                 raise ElfResolveError(f"no match for function '{pattern}' in {binary}")
+        dwarf: dict[str, list[Param]] = {}
+        if label is None and info.has_debug_info:
+            try:
+                dwarf = dwarf_functions(binary)
+            except ElfResolveError:
+                dwarf = {}
         for name, vaddr in targets[:MAX_MATCHES]:
             ctx: dict[str, Type] = {"$return": Type.LONG} if is_return else {}
             fetch = entry_fetch(is_return)
-            if not is_return and label is None and len(targets) == 1 and info.has_debug_info:
-                try:
-                    formals = function_params(binary, name)[:len(ARG_REGISTERS)]
-                except ElfResolveError:
-                    formals = []  # e.g. an assembly function: no $parameters, the rest still works
-                for i, (pname, _) in enumerate(formals):
-                    if re.fullmatch(r"[A-Za-z][A-Za-z0-9_]{0,29}", pname):
-                        fetch.append(f"v_{pname}=%{ARG_REGISTERS[i]}:s64")
-                        ctx[f"${pname}"] = Type.LONG
+            catalogue: dict[str, str] = {}
+            refused: dict[str, str] = {}
+            parms: list[str] = []
+            if is_return:
+                ctx.update({f"$$return{s}": Type.STRING for s in ("", "$", "$$")})
+            if name in dwarf:
+                catalogue, refused = param_fetches(dwarf[name])
+                if is_return:
+                    # the uretprobe fires after the function ran: its entry registers are gone
+                    refused.update({var: "parameters are not captured in .return probes (pystap captures at "
+                                    "the return only; read them in an entry probe)" for var in catalogue})
+                    catalogue = {}
+                fetch.extend(catalogue.values())
+                ctx.update({var: Type.LONG for var in catalogue})
+                if catalogue:
+                    ctx.update({f"$$parms{s}": Type.STRING for s in ("", "$", "$$")})
+                    ctx.update({f"$$vars{s}": Type.STRING for s in ("", "$", "$$")})
+                parms = [f"{p.name}\t{int(p.kind == 'text')}" for p in dwarf[name] if "$" + p.name in catalogue]
+            elif not info.has_debug_info:
+                refused["*"] = f"{binary} has no debug information (rebuild it with -g for $parameters)"
+            decl = dwarf_decl(binary, name) if dwarf else ""
+            shown = f"{name}@{decl}" if decl else name
             out.append({
-                "point": f"{prefix}.function({label if label else _quote(name)}){suffix}",
-                "params": {**base, "offset": info.file_offset(vaddr), "symbol": name, "fetch": fetch},
+                "point": f"{prefix}.function({label if label else _quote(shown)}){suffix}",
+                "params": {**base, "offset": info.file_offset(vaddr), "symbol": name, "func": name,
+                           "fetch": fetch, "_vars": [f"{k}\t{v}" for k, v in catalogue.items()],
+                           "_parms": parms},
                 "context_vars": ctx,
+                "refused": refused,
             })
         return out
 
@@ -350,7 +584,7 @@ def _resolve(family: str, prefix: str, params: dict[str, Any], args: dict[str, A
             raise ElfResolveError("process.statement(\"FILE:LINE\") needs line tables; give an address")
         return [{"point": f"{prefix}.statement(0x{want:x})",
                  "params": {**base, "return": False, "offset": info.file_offset(want), "symbol": "",
-                            "fetch": entry_fetch(False)},
+                            "func": info.function_at(want), "fetch": entry_fetch(False)},
                  "context_vars": {}}]
 
     if family == "process.mark":
@@ -363,18 +597,23 @@ def _resolve(family: str, prefix: str, params: dict[str, Any], args: dict[str, A
         for note in matches[:MAX_MATCHES]:
             fetch = ["comm=$comm:string"]
             ctx = {"$$name": Type.STRING, "$$provider": Type.STRING}
+            catalogue = {}
             for i, value in enumerate(note.fetch):
                 if value is not None:
                     fetch.append(f"arg{i + 1}={value}")
+                    catalogue[f"$arg{i + 1}"] = f"arg{i + 1}={value}"
                     ctx[f"$arg{i + 1}"] = Type.LONG
                     if value.endswith(":u64"):
                         # Pointer-sized: also capture the string it may point to, in the kernel at
-                        # the hit, so user_string($argN) never races with the process.
+                        # the hit, so user_string($argN) never races with the process.  (Pass 3
+                        # replaces this default list with exactly what the handler reads.)
                         fetch.append(f"arg{i + 1}_str=+0({value[:-4]}):ustring")
             out.append({
                 "point": f"{prefix}.provider({_quote(note.provider)}).mark({_quote(note.name)})",
                 "params": {**base, "return": False, "offset": note.pc, "semaphore": note.semaphore,
-                           "symbol": note.name, "provider": note.provider, "fetch": fetch},
+                           "symbol": note.name, "provider": note.provider,
+                           "func": info.function_at_offset(note.pc), "fetch": fetch,
+                           "_vars": [f"{k}\t{v}" for k, v in catalogue.items()]},
                 "context_vars": ctx,
             })
         return out
@@ -389,7 +628,7 @@ def _resolve(family: str, prefix: str, params: dict[str, Any], args: dict[str, A
         for name, vaddr in matches[:MAX_MATCHES]:
             out.append({
                 "point": f"{prefix}.plt({_quote(name)}){suffix}",
-                "params": {**base, "offset": info.file_offset(vaddr), "symbol": name,
+                "params": {**base, "offset": info.file_offset(vaddr), "symbol": name, "func": name,
                            "fetch": entry_fetch(is_return)},
                 "context_vars": {"$$name": Type.STRING, **({"$return": Type.LONG} if is_return else {})},
             })

@@ -3,8 +3,10 @@
 Tracepoints need no debuginfo, only the event list the kernel publishes in
 tracefs.  When tracefs is readable the name (a glob) is expanded against it
 and the event's fields become target variables (``$field``, read-only);
-when it is not, a literal name is accepted as written (the loader checks it
-again on the root side) and a glob is refused.
+when it is not (the translator runs as the user; tracefs is root-only), a
+literal name is resolved from the kernel's BTF, which every user can read
+(:mod:`pystap.probes.btf_events`; the loader checks the event again on the
+root side), and a glob is refused.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Any
 
 from pystap.lang.ast import ProbePoint, Type
 from pystap.lang.diagnostics import SemanticError
+from pystap.probes import btf_events
 from pystap.probes.registry import STR, BuildContext, Built, shape
 
 EVENT_DIRS = ("/sys/kernel/tracing/events", "/sys/kernel/debug/tracing/events")
@@ -67,6 +70,21 @@ def event_fields(events: str, system: str, name: str) -> dict[str, Type]:
     return fields
 
 
+def _btf_fields(system: str, event: str) -> dict[str, Type]:
+    """Fields of ``system:event`` from the kernel's BTF (readable by every user), when tracefs is not."""
+    try:
+        found = btf_events.event_fields(event)
+    except btf_events.BtfEventError as exc:
+        raise SemanticError(f"cannot find the fields of tracepoint '{system}:{event}': tracefs is not "
+                            f"readable and {exc}") from None
+    if found is None:
+        raise SemanticError(f"cannot find tracepoint '{system}:{event}': tracefs is not readable and the "
+                            f"kernel's BTF has no record type 'trace_event_raw_{event}' (an event defined "
+                            "from a shared event class needs tracefs to resolve; run as a user who can "
+                            "read /sys/kernel/tracing)")
+    return {"$" + name: Type.STRING if kind == "string" else Type.LONG for name, kind in found.items()}
+
+
 def _field_resolver(fields: dict[str, Type]):
     def resolve(name: str, write: bool) -> Type:
         if name not in fields:
@@ -92,12 +110,14 @@ def _build(kind: str):
                 raise SemanticError(
                     f"cannot list kernel tracepoints (tracefs is not readable) for '{pattern}'"
                 )
+            fields = _btf_fields(sys_pat, ev_pat)
             return [
                 Built(
                     point=f'kernel.trace("{sys_pat}:{ev_pat}")',
                     family="kernel.trace",
                     params={"system": sys_pat, "event": ev_pat},
-                    target=_field_resolver({}),
+                    context_vars=fields,
+                    target=_field_resolver(fields),
                 )
             ]
         out = []

@@ -137,11 +137,20 @@ def _syscall(kind: str):
     return build
 
 
-def _context_resolver(ctxvars: dict[str, Type], guru: bool):
-    """``$name`` in a symbol-based probe: what the ELF resolver found, read-only without -g."""
+def _context_resolver(ctxvars: dict[str, Type], guru: bool, refused: dict[str, str] | None = None):
+    """``$name`` in a symbol-based probe: what the ELF resolver found, read-only without -g.
+
+    ``refused`` says why a known name cannot be captured (a float, after a
+    struct passed by value, a .return probe) or, under ``"*"``, why there
+    are no names at all (no debug information), so the error says what to do.
+    """
+    why = refused or {}
 
     def resolve(name: str, write: bool) -> Type:
         if name not in ctxvars:
+            reason = why.get(name) or why.get("*")
+            if reason is not None and not name.startswith("$$"):
+                raise SemanticError(f"target variable '{name}' is not available: {reason}")
             raise SemanticError(f"unable to find local '{name.lstrip('$')}' near this probe point")
         if write and not guru:
             raise SemanticError("write to target variable not permitted; need stap -g")
@@ -182,7 +191,7 @@ def _symbolic(family: str, form: str):
                         params=r.get("params", {}),
                         myproc=True,
                         context_vars=ctxvars,
-                        target=_context_resolver(ctxvars, ctx.guru),
+                        target=_context_resolver(ctxvars, ctx.guru, r.get("refused")),
                     )
                 )
         return out

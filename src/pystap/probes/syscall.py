@@ -55,10 +55,31 @@ def _target(is_return: bool):
     return resolve
 
 
-def _provides(is_return: bool) -> dict[str, Type]:
+# The per-call locals of the common calls (SystemTap's names); the runtime computes them from the
+# record (pystap.runtime.tapset_syscall.SYSCALLS, kept equal by a test).  Other calls provide
+# ``name`` and an empty ``argstr``.
+_S, _L = Type.STRING, Type.LONG
+SYSCALL_LOCALS: dict[str, dict[str, Type]] = {
+    "read": {"fd": _L, "buf_uaddr": _L, "count": _L},
+    "write": {"fd": _L, "buf_uaddr": _L, "count": _L},
+    "close": {"fd": _L},
+    "open": {"filename": _S, "flags": _L, "mode": _L},
+    "openat": {"dfd": _L, "dfd_str": _S, "filename": _S, "flags": _L, "mode": _L},
+    "execve": {"filename": _S},
+    "unlink": {"pathname": _S},
+    "unlinkat": {"dfd": _L, "dfd_str": _S, "pathname": _S, "flag": _L},
+    "mkdir": {"pathname": _S, "mode": _L},
+    "rmdir": {"pathname": _S},
+    "chdir": {"path": _S},
+    "access": {"pathname": _S, "mode": _L},
+    "getpid": {}, "getppid": {}, "getuid": {}, "sync": {},
+}
+
+
+def _provides(is_return: bool, call: str = "") -> dict[str, Type]:
     if is_return:
         return {"name": Type.STRING, "retval": Type.LONG, "retstr": Type.STRING}
-    return {"name": Type.STRING, "argstr": Type.STRING}
+    return {"name": Type.STRING, "argstr": Type.STRING, **SYSCALL_LOCALS.get(call, {})}
 
 
 def _named(is_return: bool):
@@ -73,7 +94,7 @@ def _named(is_return: bool):
                 point=f"syscall.{wanted}{suffix}",
                 family="syscall",
                 params={"syscall": wanted, "nr": table.get(wanted, -1), "return": is_return},
-                provides=_provides(is_return),
+                provides=_provides(is_return, wanted),
                 target=_target(is_return),
             )
         ]

@@ -15,6 +15,11 @@ Entry point (what the loader client and ``pystap`` pass 5 call)::
 * ``events`` — an :class:`EventSource` delivering kernel-probe records as
   ``(probe_id, fields)``; ``None`` when the module has no kernel probes.
 
+``FUNCTIONS`` is the assembled tapset registry (name → callable) that
+generated code reaches as ``_b_<name>``; it is exported so the translator's
+tests can check that every function pass 2 accepts exists here, without
+the translator itself importing the runtime.
+
 Returns the exit status (0 success, 1 errors).  The runtime never imports
 the translator: it only executes modules, so it can run in a process that
 has nothing but the user's credentials.
@@ -26,9 +31,10 @@ from pystap import privilege
 from pystap.modfile import Module
 from pystap.runtime.errors import ModuleLoadError
 from pystap.runtime.options import EventSource, RunOptions
+from pystap.runtime.prelude import TAPSET_FUNCTIONS as FUNCTIONS
 from pystap.runtime.session import Session
 
-__all__ = ["EventSource", "RunOptions", "init_check", "run_module"]
+__all__ = ["FUNCTIONS", "EventSource", "RunOptions", "init_check", "run_module"]
 
 
 def init_check(module: Module, credentials: int) -> str | None:

@@ -14,7 +14,8 @@ from typing import Any
 
 class Context:
     __slots__ = (
-        "act", "cpu", "fields", "match", "myproc", "nest", "pid", "pn", "pp", "probe_type", "session",
+        "act", "cpu", "fields", "match", "myproc", "nest", "params", "pid", "pn", "pp", "probe_type",
+        "session",
         "tid", "tok_state", "uid", "w",
     )
 
@@ -27,6 +28,7 @@ class Context:
         self.pn = ""
         self.probe_type = ""
         self.fields: dict[str, Any] | None = None
+        self.params: dict[str, Any] = {}  # the manifest params of the probe that fired
         self.pid = os.getpid()
         self.tid = self.pid
         self.uid = os.getuid()

@@ -49,6 +49,9 @@ class RunOptions:
     limits: dict[str, int] = field(default_factory=dict)
     verbose: int = 0
     handle_signals: bool = True
+    # ``-c`` already forked and held at its gate (pystaprun forks it before asking pystapd to arm
+    # the probes, so they attach to it before its exec); a ``pystap.runtime.command.HeldCommand``.
+    held_command: Any = None
 
     def effective_timeout(self) -> float | None:
         if self.timeout is not None:

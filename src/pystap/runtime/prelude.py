@@ -26,7 +26,10 @@ from pystap.runtime import (
     tapset_context,
     tapset_misc,
     tapset_strings,
+    tapset_syscall,
     tapset_time,
+    tapset_unavailable,
+    tapset_uprobe,
 )
 from pystap.runtime.errors import AbortRequest, MaxActionError, NextProbe, StapRuntimeError
 from pystap.runtime.maps import GlobalMap, sorted_keys
@@ -36,6 +39,9 @@ TAPSET_FUNCTIONS: dict[str, Callable[..., Any]] = {
     **tapset_context.FUNCTIONS,
     **tapset_time.FUNCTIONS,
     **tapset_misc.FUNCTIONS,
+    **tapset_uprobe.FUNCTIONS,
+    **tapset_unavailable.FUNCTIONS,
+    **regex.FUNCTIONS,
 }
 
 # The only Python builtins generated code may call.
@@ -49,14 +55,6 @@ def _maxact() -> None:
 
 def _nest_error() -> None:
     raise StapRuntimeError("MAXNESTING exceeded")
-
-
-def _regex_match(c: Any, compiled: Any, text: str) -> int:
-    m = compiled.search(text)
-    if m is None:
-        return 0
-    c.match = m
-    return 1
 
 
 def _hist_bucket(stat: stats.Stat | None, spec: stats.HistSpec, index: int) -> int:
@@ -138,7 +136,8 @@ def build_namespace(session: Any) -> dict[str, Any]:
         "_Map": new_map, "_Stat": stats.Stat, "_Hist": new_hist, "_agg": stats.aggregate,
         "_hist_render": stats.render_histogram, "_hist_bucket": _hist_bucket, "_hist_keys": _hist_keys,
         "_keys": sorted_keys, "_fmt": printf.compile_format, "_re": regex.compile_ere,
-        "_rmatch": _regex_match, "_display": _display, "_lstr": _fmt_long,
+        "_rmatch": regex.match, "_display": _display, "_lstr": _fmt_long,
+        "_ctxvar": tapset_syscall.context_variable, "_parms": tapset_uprobe.format_parms,
     }
     for name, fn in TAPSET_FUNCTIONS.items():
         ns["_b_" + name] = fn

@@ -2,11 +2,28 @@
 
 Formats are compiled once, when a module is loaded (:func:`compile_format`),
 into a list of literal pieces and conversion callables, so a ``printf`` on
-the hot path only runs the conversions.  Integer conversions follow the
-runtime's ``number()`` (a kernel ``vsnprintf`` derivative) on 64-bit
-values: ``#`` always adds the ``0``/``0x`` prefix (also for zero, unlike
-glibc), ``%p`` is ``%#x``, ``%u``/``%x``/``%o`` print the unsigned 64-bit
-pattern, precision is a minimum digit count.
+the hot path only runs the conversions.  The format is split by the
+translator's own parser (:mod:`pystap.printf_format`).  What each conversion
+prints is SystemTap's *compiled printf* (``emit_compiled_printfs`` in
+``translate.cxx``, the default since 4.0), which calls the runtime's
+``vsprintf.c`` helpers per component:
+
+* integers: ``number()`` on 64-bit values -- ``#`` always adds the
+  ``0``/``0x``/``0X`` prefix, also for zero (``%#x`` of 0 is ``0x0``, unlike
+  glibc); ``%p`` is ``%#x``; ``%u``/``%x``/``%o`` print the unsigned 64-bit
+  pattern (``%x`` of -1 is ``ffffffffffffffff``); precision is a minimum digit
+  count and ``0`` still pads with it (``%08.3d``); ``+``/space only act on
+  ``%d``/``%i``;
+* ``%s``: precision truncates, width pads with spaces, the ``0`` flag appends a
+  NUL byte (``_stp_vsprint_memory``); ``#`` changes nothing;
+* ``%c``: the low byte; ``#`` escapes non-printables as ``\n``-style or
+  three-digit octal (``_stp_vsprint_char``);
+* ``%b``: the value's bytes in native order, precision/width 1, 2, 4 or 8
+  (default 8), the rest of the width NUL-padded (``_stp_vsprint_binary``);
+* ``*`` widths and precisions are C ``int`` values clamped to 0.. (a negative ``*``
+  width does not left-justify), static ones likewise, at most ``MAX_FIELD``;
+* ``%m``/``%M`` (memory at an address) are refused: see
+  :func:`pystap.printf_format.memory_dump_refusal`.
 """
 
 from __future__ import annotations
@@ -14,8 +31,9 @@ from __future__ import annotations
 import struct
 from collections.abc import Callable, Sequence
 
+from pystap import printf_format as shared
+
 LEFT, PLUS, SPACE, SPECIAL, ZEROPAD, LARGE, SIGN = 1, 2, 4, 8, 16, 32, 64
-_FLAG_BITS = {"-": LEFT, "+": PLUS, " ": SPACE, "#": SPECIAL, "0": ZEROPAD}
 _MASK64 = (1 << 64) - 1
 # The runtime clamps widths and precisions to its print buffer size.
 MAX_FIELD = 8192
@@ -129,7 +147,7 @@ Part = str | Callable[[list], str]
 
 
 class Conversion:
-    """One parsed ``%...`` conversion."""
+    """One ``%...`` conversion, from the shared parser's component."""
 
     __slots__ = ("conv", "flags", "prec_star", "precision", "width", "width_star")
 
@@ -146,19 +164,21 @@ class Conversion:
         return 1 + self.width_star + self.prec_star
 
     def render(self, args: Sequence, i: int) -> tuple[str, int]:
-        """Render from ``args[i:]``; returns the text and the next argument index."""
+        """Render from ``args[i:]``; returns the text and the next argument index.
+
+        ``*`` widths and precisions are clamped to 0.. as SystemTap's compiled
+        printf does (``clamp_t(int, arg, 0, …)``): a negative ``*`` width does
+        *not* left-justify (that was the legacy ``vsnprintf`` path), and a
+        negative ``*`` precision is 0.
+        """
         flags = self.flags
         width = self.width
         if self.width_star:
-            width = int(args[i])
+            width = _clamp(int(args[i]))
             i += 1
-            if width < 0:
-                width = -width
-                flags |= LEFT
-            width = min(width, MAX_FIELD)
         precision = self.precision
         if self.prec_star:
-            precision = max(0, min(int(args[i]), MAX_FIELD))
+            precision = _clamp(int(args[i]))
             i += 1
         value = args[i]
         i += 1
@@ -185,61 +205,36 @@ class Conversion:
         return number(value, base, width, precision, flags), i
 
 
+def _clamp(v: int) -> int:
+    """``clamp_t(int, v, 0, MAX_FIELD)``: the C ``int`` cast first, then the clamp."""
+    v = ((v + 2**31) % 2**32) - 2**31
+    return max(0, min(v, MAX_FIELD))
+
+
+_NAMED_FLAGS = {"left": LEFT, "plus": PLUS, "space": SPACE, "special": SPECIAL, "zeropad": ZEROPAD}
+
+
 def parse_format(fmt: str) -> list[str | Conversion]:
-    """Split a format into literal text and conversions (``%%`` becomes literal)."""
+    """Split a format into literal text and conversions, with the translator's own parser
+    (:mod:`pystap.printf_format`), so both sides accept exactly the same formats."""
+    try:
+        comps = shared.parse_format(fmt)
+    except shared.FormatError as exc:
+        raise FormatError(str(exc)) from None
+    refusal = shared.memory_dump_refusal(fmt)
+    if refusal is not None:
+        raise FormatError(refusal)
     parts: list[str | Conversion] = []
-    lit: list[str] = []
-    i, n = 0, len(fmt)
-    while i < n:
-        ch = fmt[i]
-        if ch != "%":
-            lit.append(ch)
-            i += 1
-            continue
-        i += 1
-        if i < n and fmt[i] == "%":
-            lit.append("%")
-            i += 1
+    for c in comps:
+        if c.kind == "literal":
+            parts.append(c.text)
             continue
         flags = 0
-        if i < n and fmt[i] in _FLAG_BITS:
-            flags = _FLAG_BITS[fmt[i]]
-            i += 1
-        width, width_star = -1, False
-        if i < n and fmt[i] == "*":
-            width_star = True
-            i += 1
-        else:
-            start = i
-            while i < n and fmt[i].isdigit():
-                i += 1
-            if i > start:
-                width = min(int(fmt[start:i]), MAX_FIELD)
-        precision, prec_star = -1, False
-        if i < n and fmt[i] == ".":
-            i += 1
-            if i < n and fmt[i] == "*":
-                prec_star = True
-                i += 1
-            else:
-                start = i
-                while i < n and fmt[i].isdigit():
-                    i += 1
-                precision = min(int(fmt[start:i] or "0"), MAX_FIELD)
-        if i < n and fmt[i] == "l":
-            i += 1
-        if i >= n or fmt[i] not in "diuoxXpcsbmM":
-            raise FormatError("invalid or missing conversion specifier")
-        conv = fmt[i]
-        i += 1
-        if conv in "mM":
-            raise FormatError(f"%{conv} (memory dump) is not supported by this runtime")
-        if lit:
-            parts.append("".join(lit))
-            lit = []
-        parts.append(Conversion(conv, flags, width, width_star, precision, prec_star))
-    if lit:
-        parts.append("".join(lit))
+        for name in c.flags:
+            flags |= _NAMED_FLAGS.get(name, 0)
+        width = -1 if c.width is None else _clamp(c.width)
+        precision = -1 if c.precision is None else _clamp(c.precision)
+        parts.append(Conversion(c.conversion, flags, width, c.width_dynamic, precision, c.precision_dynamic))
     return parts
 
 

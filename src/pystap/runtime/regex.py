@@ -1,121 +1,98 @@
-"""POSIX extended regular expressions (``=~``) on top of Python's ``re``.
+"""``=~`` / ``!~`` at run time, and the ``regex.stp`` functions ``matched``, ``matched_str``, ``ngroups``.
 
-The script language uses POSIX EREs; Python's syntax differs in a few
-places, so patterns are translated rather than passed through: bracket
-expressions (``[[:alpha:]]``, ``]`` first, backslash literal inside),
-``$`` meaning end of string only, and every Python-only construct
-(``(?...)``, ``\\d``, backreferences, lazy quantifiers) is rejected with a
-message instead of silently meaning something else.  Matching is
-leftmost-first (Python) where POSIX says leftmost-longest; the difference
-only shows in which alternative a group captures.
+The pattern language and the matcher live in :mod:`pystap.ere`, shared with
+pass 2 so both sides agree on what a pattern means (see there for why it
+sits outside ``lang/`` and ``runtime/``).  This module adds what belongs to
+the running module:
+
+* the match test runs on every ``=~`` and is cheap (Python's ``re`` on the
+  translated pattern); the POSIX leftmost-longest spans are computed only
+  when the handler calls ``matched(n)`` / ``matched_str()``, once per match;
+* ``c.match`` remembers the last ``=~`` of the context, failed or not, as
+  SystemTap's ``CONTEXT->last_match`` does, so after a failed match the
+  functions raise SystemTap's errors (``Attempted to get subexpression 0 from
+  failed match``), and an index past the last group raises ``Attempted to
+  get nonexistent subexpression N``; a group that took no part yields ``""``.
 """
 
 from __future__ import annotations
 
-import functools
-import re
+from collections.abc import Callable
+from typing import Any
 
-_CLASSES = {
-    "alpha": "a-zA-Z", "digit": "0-9", "alnum": "a-zA-Z0-9", "upper": "A-Z", "lower": "a-z",
-    "space": " \\t\\n\\r\\f\\v", "blank": " \\t", "punct": "!-/:-@\\[-`{-~", "xdigit": "0-9A-Fa-f",
-    "cntrl": "\\x00-\\x1f\\x7f", "print": " -~", "graph": "!-~",
-}
-_ESCAPABLE = set("^.[$()|*+?{}\\/")
+from pystap.ere import EreError, Pattern, compile_pattern
+from pystap.runtime.errors import StapRuntimeError
 
+RegexError = EreError
 
-class RegexError(ValueError):
-    """The pattern is not a POSIX ERE this runtime accepts."""
+__all__ = ["FUNCTIONS", "LastMatch", "RegexError", "check", "compile_ere", "match"]
 
 
-def _bracket(p: str, i: int) -> tuple[str, int]:
-    """Translate the bracket expression starting after ``[`` at ``i``."""
-    out = ["["]
-    if i < len(p) and p[i] == "^":
-        out.append("^")
-        i += 1
-    first = True
-    while True:
-        if i >= len(p):
-            raise RegexError("unterminated bracket expression")
-        ch = p[i]
-        if ch == "]" and not first:
-            out.append("]")
-            return "".join(out), i + 1
-        first = False
-        if p.startswith("[:", i):
-            end = p.find(":]", i + 2)
-            if end < 0:
-                raise RegexError("unterminated character class")
-            name = p[i + 2:end]
-            if name not in _CLASSES:
-                raise RegexError(f"unknown character class '{name}'")
-            out.append(_CLASSES[name])
-            i = end + 2
-            continue
-        if p.startswith("[=", i) or p.startswith("[.", i):
-            raise RegexError("collating elements are not supported")
-        if ch in "\\[]^":
-            out.append("\\" + ch)
-        else:
-            out.append(ch)
-        i += 1
-
-
-def translate(pattern: str) -> str:
-    """ERE → Python ``re`` syntax (raises :class:`RegexError`)."""
-    out: list[str] = []
-    i, n = 0, len(pattern)
-    depth = 0
-    while i < n:
-        ch = pattern[i]
-        if ch == "\\":
-            if i + 1 >= n:
-                raise RegexError("trailing backslash")
-            nxt = pattern[i + 1]
-            if nxt.isalnum():
-                raise RegexError(f"unsupported escape '\\{nxt}'")
-            out.append(re.escape(nxt))
-            i += 2
-            continue
-        if ch == "[":
-            text, i = _bracket(pattern, i + 1)
-            out.append(text)
-            continue
-        if ch == "(":
-            if i + 1 < n and pattern[i + 1] == "?":
-                raise RegexError("'(?' is not valid in a POSIX regular expression")
-            depth += 1
-        elif ch == ")":
-            if depth == 0:
-                raise RegexError("unmatched ')'")
-            depth -= 1
-        elif ch in "*+?":
-            if i + 1 < n and pattern[i + 1] in "?+":
-                raise RegexError("repeated repetition operator")
-        elif ch == "$":
-            out.append(r"\Z")
-            i += 1
-            continue
-        out.append(ch)
-        i += 1
-    if depth:
-        raise RegexError("unmatched '('")
-    return "".join(out)
-
-
-@functools.lru_cache(maxsize=256)
-def compile_ere(pattern: str) -> re.Pattern[str]:
-    """Compile (and cache) an ERE; raises :class:`RegexError` for bad patterns."""
-    try:
-        return re.compile(translate(pattern), re.DOTALL)
-    except re.error as exc:
-        raise RegexError(str(exc)) from None
+def compile_ere(pattern: str) -> Pattern:
+    """Compile (and cache) a pattern; raises :class:`RegexError` for one stapregex refuses."""
+    return compile_pattern(pattern)
 
 
 def check(pattern: str) -> str | None:
-    """The error text for a bad pattern, or ``None`` (used by pass 2)."""
+    """The refusal text for a bad pattern, or ``None``."""
     try:
-        compile_ere(pattern)
-    except RegexError as exc:
-        return str(exc)
+        compile_pattern(pattern)
+    except EreError as exc:
+        return exc.diagnostic()
     return None
+
+
+class LastMatch:
+    """One successful ``=~``: the text, where the match starts, spans computed on demand."""
+
+    __slots__ = ("_spans", "pattern", "start", "text")
+
+    def __init__(self, pattern: Pattern, text: str, start: int) -> None:
+        self.pattern = pattern
+        self.text = text
+        self.start = start
+        self._spans: list[tuple[int, int]] | None = None
+
+    def spans(self) -> list[tuple[int, int]]:
+        if self._spans is None:
+            self._spans = self.pattern.spans(self.text, self.start)
+        return self._spans
+
+    def group(self, n: int) -> str:
+        a, b = self.spans()[n]
+        return "" if a < 0 else self.text[a:b]
+
+
+def match(c: Any, pattern: Pattern, text: str) -> int:
+    """``text =~ pattern`` for generated code: 1 or 0, remembering the match in ``c``."""
+    start = pattern.search(text)
+    if start < 0:
+        c.match = None
+        return 0
+    c.match = LastMatch(pattern, text, start)
+    return 1
+
+
+def matched(c: Any, n: int) -> str:
+    m: LastMatch | None = c.match
+    if m is None:
+        raise StapRuntimeError(f"Attempted to get subexpression {n} from failed match")
+    if n < 0 or n > m.pattern.groups:
+        raise StapRuntimeError(f"Attempted to get nonexistent subexpression {n}")
+    return m.group(n)
+
+
+def matched_str(c: Any) -> str:
+    return matched(c, 0)
+
+
+def ngroups(c: Any) -> int:
+    m: LastMatch | None = c.match
+    if m is None:
+        raise StapRuntimeError("Attempted to get subexpression count from failed match")
+    return m.pattern.groups + 1
+
+
+FUNCTIONS: dict[str, Callable[..., Any]] = {
+    "matched": matched, "matched_str": matched_str, "ngroups": ngroups,
+}

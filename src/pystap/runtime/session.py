@@ -10,21 +10,20 @@ begin probes, and an error in an end probe skip the remaining ones.
 
 from __future__ import annotations
 
-import errno
 import io
 import os
 import selectors
-import shlex
-import shutil
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from pystap import privilege
 from pystap.modfile import Module
+from pystap.runtime.command import HeldCommand
 from pystap.runtime.context import Context
 from pystap.runtime.errors import AbortRequest, MaxActionError, ModuleLoadError, NextProbe, StapRuntimeError
 from pystap.runtime.options import EventSource, RunOptions
@@ -137,7 +136,7 @@ class Session:
         self.locations: dict[int, str] = {}
         self.probes: list[RtProbe] = []
         self.child_pid: int | None = None
-        self._child_gate: int | None = None
+        self._held: HeldCommand | None = None
 
     # ---------------------------------------------------------------- messages
 
@@ -236,6 +235,7 @@ class Session:
         c.pp = probe.point
         c.pn = probe.point
         c.probe_type = probe.family
+        c.params = probe.params
         c.fields = fields
         if fields is not None:
             c.pid = fields.get("pid", self.mypid)
@@ -315,7 +315,9 @@ class Session:
         return sorted((p for p in self.probes if p.family == family), key=lambda p: (p.sequence, p.order))
 
     def _run(self) -> int:
-        if self.options.command:
+        if self.options.held_command is not None:
+            self._adopt_command(self.options.held_command)
+        elif self.options.command:
             try:
                 self._spawn_command(self.options.command)
             except OSError as exc:
@@ -397,14 +399,7 @@ class Session:
                         batch = self.events.read_batch()  # type: ignore[union-attr]
                         if not batch:
                             sel.unregister(key.fd)
-                        for probe_id, fields in batch:
-                            if self.state != RUNNING:
-                                break
-                            target = by_id.get(probe_id)
-                            if target is None:
-                                self._skip()
-                                continue
-                            self.fire(target, fields)
+                        self._fire_batch(batch, by_id)
                     elif kind == "signal":
                         try:
                             os.read(self._wakeup_r, 512)
@@ -414,10 +409,31 @@ class Session:
                             self.request_exit()
                     elif kind == "child":
                         sel.unregister(key.fd)
+                        self._drain_events(by_id)
                         self.request_exit()
                 self.flush()
         finally:
             sel.close()
+
+    def _drain_events(self, by_id: dict[int, RtProbe]) -> None:
+        """The -c command exited: handle every kernel event it caused before the end probes run
+        (SystemTap runs handlers at the hit, so none of them can be late there)."""
+        drain = getattr(self.events, "drain", None)
+        if drain is None:
+            return
+        self._fire_batch(drain(), by_id)
+
+    def _fire_batch(self, batch: Iterable[tuple[int, dict[str, Any]]], by_id: dict[int, RtProbe]) -> None:
+        """Run the handler of each ``(probe_id, fields)`` record until the session stops
+        running; a record for no probe of this module counts as skipped."""
+        for probe_id, fields in batch:
+            if self.state != RUNNING:
+                break
+            target = by_id.get(probe_id)
+            if target is None:
+                self._skip()
+                continue
+            self.fire(target, fields)
 
     # ---------------------------------------------------------------- signals
 
@@ -464,68 +480,27 @@ class Session:
         The child is forked and waits for one byte on a pipe before it execs;
         the byte is sent after the begin probes ran (``_release_command``).
         """
-        argv = shlex.split(command)
-        if not argv:
-            raise OSError(errno.EINVAL, "empty command")
-        exe = argv[0] if "/" in argv[0] else shutil.which(argv[0])
-        if exe is None or not os.access(exe, os.X_OK):
-            raise OSError(errno.ENOENT, os.strerror(errno.ENOENT))
-        gate_r, gate_w = os.pipe2(os.O_CLOEXEC)
         self.flush()
-        pid = os.fork()
-        if pid == 0:  # child: wait for the gate, then become the command
-            status = 127
-            try:
-                os.close(gate_w)
-                if os.read(gate_r, 1) == b"g":
-                    os.execvp(argv[0], argv)  # noqa: S606 - -c runs a program, never a shell
-                status = 1
-            except OSError as exc:
-                os.write(2, f"ERROR: cannot run command '{command}': {exc.strerror}\n".encode())
-            finally:
-                os._exit(status)
-        os.close(gate_r)
-        self._child_gate = gate_w
-        self.child_pid = pid
-        self.target_pid = pid
-        try:
-            self._pidfd = os.pidfd_open(pid)
-        except OSError:
-            self._pidfd = None
+        self._adopt_command(HeldCommand(command))
+
+    def _adopt_command(self, held: HeldCommand) -> None:
+        self._held = held
+        self.child_pid = held.pid
+        self.target_pid = held.pid
+        self._pidfd = held.pidfd
 
     def _release_command(self, go: bool = True) -> None:
-        if self._child_gate is not None:
-            try:
-                os.write(self._child_gate, b"g" if go else b"x")
-            except OSError:
-                pass
-            finally:
-                os.close(self._child_gate)
-                self._child_gate = None
+        if self._held is not None:
+            self._held.release(go)
 
     def _stop_command(self) -> None:
         """Reap ``-c CMD``; terminate it first when the session ended before it did."""
-        self._release_command(go=False)
-        pid = self.child_pid
-        if pid is None:
+        if self._held is None:
             return
+        self._held.stop()
+        self._held = None
         self.child_pid = None
-        try:
-            done, _ = os.waitpid(pid, os.WNOHANG)
-            if done == 0:
-                os.kill(pid, signal.SIGTERM)
-                deadline = time.monotonic() + 2.0
-                while done == 0 and time.monotonic() < deadline:
-                    time.sleep(0.01)
-                    done, _ = os.waitpid(pid, os.WNOHANG)
-                if done == 0:
-                    os.kill(pid, signal.SIGKILL)
-                    os.waitpid(pid, 0)
-        except ChildProcessError:
-            pass
-        if self._pidfd is not None:
-            os.close(self._pidfd)
-            self._pidfd = None
+        self._pidfd = None
 
 
 def _called_functions(code: Any) -> set[str]:

@@ -1,4 +1,4 @@
-"""String tapset functions (``string.stp``, ``tokenize.stp``, regex helpers).
+"""String tapset functions (``string.stp``, ``tokenize.stp``; the regex ones are in :mod:`regex`).
 
 Every function takes the probe context first (``fn(c, ...)``), the calling
 convention of all runtime functions, even when it does not need it.
@@ -140,26 +140,8 @@ def tokenize(c: Any, *args: str) -> str:
     return _next_token(c)
 
 
-def matched(c: Any, n: int) -> str:
-    m = c.match
-    if m is None or n < 0 or n > m.re.groups:
-        raise StapRuntimeError(f"invalid subexpression index {n}")
-    return m.group(n) or ""
-
-
-def matched_str(c: Any) -> str:
-    m = c.match
-    return "" if m is None else m.group(0)
-
-
-def ngroups(c: Any) -> int:
-    m = c.match
-    return 0 if m is None else m.re.groups + 1
-
-
 FUNCTIONS: dict[str, Callable[..., Any]] = {
     "strlen": strlen, "substr": substr, "stringat": stringat, "isinstr": isinstr, "strpos": strpos,
     "str_replace": str_replace, "strtol": strtol, "isdigit": isdigit, "text_str": text_str,
-    "text_strn": text_strn, "string_quoted": string_quoted, "tokenize": tokenize, "matched": matched,
-    "matched_str": matched_str, "ngroups": ngroups,
+    "text_strn": text_strn, "string_quoted": string_quoted, "tokenize": tokenize,
 }

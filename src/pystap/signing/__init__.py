@@ -35,14 +35,56 @@ with a message to print. The envelope and statement formats are documented in
 
 from __future__ import annotations
 
-from pystap.signing.errors import SigningError
-from pystap.signing.keys import SigningKey, generate_signing_key, load_signing_key, user_signing_key
-from pystap.signing.sign import sign_module, sign_module_file, signature_path
-from pystap.signing.signer_store import SignerStore, TrustedSigner
-from pystap.signing.ssl_peers import SslPeerStore
-from pystap.signing.tls import TlsIdentity, generate_tls_identity
-from pystap.signing.verdict import Verdict, VerdictKind
-from pystap.signing.verify import verify
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pystap.signing.errors import SigningError
+    from pystap.signing.keys import SigningKey, generate_signing_key, load_signing_key, user_signing_key
+    from pystap.signing.sign import sign_module, sign_module_file, signature_path
+    from pystap.signing.signer_store import SignerStore, TrustedSigner
+    from pystap.signing.ssl_peers import SslPeerStore
+    from pystap.signing.tls import TlsIdentity, generate_tls_identity
+    from pystap.signing.verdict import Verdict, VerdictKind
+    from pystap.signing.verify import verify
+
+# Where each public name lives.  The names are resolved on first use (PEP 562)
+# rather than imported here: importing ``cryptography`` costs tens of
+# milliseconds, and stdlib-only parts of this package (``safe_files``,
+# ``envelope``, ``statement``) are used on paths that never sign or verify --
+# a cached ``pystap`` run, the tapset index -- which should not pay for it.
+_PUBLIC = {
+    "SigningError": "errors",
+    "SigningKey": "keys",
+    "generate_signing_key": "keys",
+    "load_signing_key": "keys",
+    "user_signing_key": "keys",
+    "sign_module": "sign",
+    "sign_module_file": "sign",
+    "signature_path": "sign",
+    "SignerStore": "signer_store",
+    "TrustedSigner": "signer_store",
+    "SslPeerStore": "ssl_peers",
+    "TlsIdentity": "tls",
+    "generate_tls_identity": "tls",
+    "Verdict": "verdict",
+    "VerdictKind": "verdict",
+    "verify": "verify",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _PUBLIC.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_PUBLIC))
+
 
 __all__ = [
     "SignerStore",

@@ -14,11 +14,13 @@ signer store.  Module-signing keys are never TLS keys (see :mod:`.tls`).
 
 from __future__ import annotations
 
+import errno
 import getpass
 import os
 import shutil
 import socket
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -179,12 +181,17 @@ def _split_pem(data: bytes) -> tuple[bytes, bytes | None]:
 
 
 def load_signing_key(
-    dir_or_key_path: str | os.PathLike[str], passphrase: str | bytes | None = None
+    dir_or_key_path: str | os.PathLike[str],
+    passphrase: str | bytes | None = None,
+    *,
+    owner_uid: int | None = None,
 ) -> SigningKey:
     """Load a key from its directory, or from a key file (bundle, or next to ``signing-cert.pem``).
 
-    The key file must not be accessible by group or others (as ssh requires);
-    the certificate must belong to the key and use an allowed algorithm.
+    The key file must not be accessible by group or others (as ssh requires)
+    and must not be a symbolic link; with ``owner_uid`` it must also be owned
+    by that uid (a key someone else can replace is not the user's key).  The
+    certificate must belong to the key and use an allowed algorithm.
     """
     path = Path(dir_or_key_path)
     if path.is_dir():
@@ -192,10 +199,16 @@ def load_signing_key(
     else:
         key_path, cert_path = path, path.parent / CERT_FILE
     try:
-        key_data = safe_files.read_regular(key_path, MAX_KEY_BYTES, private=True, what=str(key_path))
+        key_data = safe_files.read_regular(key_path, MAX_KEY_BYTES, private=True, owner_uid=owner_uid,
+                                           what=str(key_path))
     except FileNotFoundError:
         raise SigningError(f"no signing key at {key_path} (create one with pystap-gen-cert)") from None
+    except safe_files.UnsafeFileError as exc:
+        raise SigningError(f"refusing to use signing key {key_path}: {exc}") from None
     except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise SigningError(f"cannot read signing key {key_path}: it is a symbolic link, and keys "
+                               "are never read through links (give the real path)") from None
         raise SigningError(f"cannot read signing key {key_path}: {exc.strerror or exc}") from None
     key_part, cert_data = _split_pem(key_data)
     try:
@@ -212,7 +225,8 @@ def load_signing_key(
         raise SigningError(f"cannot load signing key {key_path}: {exc}") from None
     if cert_data is None:
         try:
-            cert_data = safe_files.read_regular(cert_path, certificates.MAX_CERT_BYTES)
+            cert_data = safe_files.read_regular(cert_path, certificates.MAX_CERT_BYTES, owner_uid=owner_uid,
+                                                what=str(cert_path))
         except OSError as exc:
             raise SigningError(
                 f"cannot read the certificate {cert_path} of signing key {key_path}: {exc.strerror or exc}"
@@ -230,14 +244,59 @@ def load_signing_key(
     return SigningKey(private_key, cert, key_type, keyid, key_path.parent)
 
 
-def user_signing_key(create: bool = True) -> SigningKey:
-    """The invoking user's own key (``paths.user_signing_dir()``), created on first use."""
-    directory = paths.user_signing_dir()
-    if (directory / KEY_FILE).exists() or not create:
-        return load_signing_key(directory)
+def _check_own_dir(directory: Path, uid: int) -> None:
+    """The key directory must be a real directory of ``uid`` that nobody else can change."""
     try:
-        return generate_signing_key(directory)
+        fd = safe_files.open_dir(directory)
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+            raise SigningError(f"refusing to use signing key directory {directory}: it is a symbolic link "
+                               "or not a directory") from None
+        raise SigningError(f"cannot open signing key directory {directory}: {exc.strerror or exc}") from None
+    try:
+        problem = safe_files.ownership_problem(os.fstat(fd), f"signing key directory {directory}", uid)
+    finally:
+        os.close(fd)
+    if problem:
+        raise SigningError(f"refusing to use the signing key: {problem}")
+
+
+def _lexists(path: Path) -> bool:
+    try:
+        os.lstat(path)
+    except FileNotFoundError:
+        return False
+    return True
+
+
+def user_signing_key(
+    create: bool = True, *, on_create: Callable[[SigningKey], None] | None = None
+) -> SigningKey:
+    """The invoking user's own key (``paths.user_signing_dir()``), created on first use.
+
+    The directory and both files must belong to the user (effective uid) and
+    be unchangeable by anyone else; links are never followed.  A key is
+    created only when neither file exists: a directory holding just one of
+    them, a link, or a file of the wrong owner or mode is an error that names
+    the file, and nothing is replaced.  ``on_create`` is called with a key
+    this call created (the command line prints where it is and how an
+    administrator trusts it).
+    """
+    directory = paths.user_signing_dir()
+    uid = os.geteuid()
+    present = [name for name in (KEY_FILE, CERT_FILE) if _lexists(directory / name)]
+    if present or not create:
+        if _lexists(directory):
+            _check_own_dir(directory, uid)
+        return load_signing_key(directory, owner_uid=uid)
+    if _lexists(directory):
+        _check_own_dir(directory, uid)
+    try:
+        key = generate_signing_key(directory)
     except SigningError:
-        if (directory / KEY_FILE).exists():  # another process created it first
-            return load_signing_key(directory)
+        if _lexists(directory / KEY_FILE):  # another process created it first
+            return load_signing_key(directory, owner_uid=uid)
         raise
+    if on_create is not None:
+        on_create(key)
+    return key

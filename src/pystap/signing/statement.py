@@ -34,8 +34,21 @@ def format_time(when: datetime) -> str:
     return when.astimezone(UTC).strftime(TIME_FORMAT)
 
 
+_TIME = re.compile(r"(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})Z", re.ASCII)
+
+
 def parse_time(text: str) -> datetime:
-    return datetime.strptime(text, TIME_FORMAT).replace(tzinfo=UTC)
+    """``TIME_FORMAT`` exactly (two-digit fields, ``Z``); ``ValueError`` otherwise.
+
+    Not ``strptime``: it is laxer (one-digit fields) and its first use imports
+    ``_strptime``, a cost every cached ``pystap`` run would pay when it checks
+    the module's signature.
+    """
+    match = _TIME.fullmatch(text)
+    if match is None:
+        raise ValueError(f"time {text[:40]!r} is not in the form 2026-01-31T12:00:00Z")
+    year, month, day, hour, minute, second = (int(g) for g in match.groups())
+    return datetime(year, month, day, hour, minute, second, tzinfo=UTC)
 
 
 def build(

@@ -21,11 +21,12 @@ import hashlib
 import json
 import os
 import re
-import stat
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from pystap.signing import safe_files
 
 MAX_TAPSET_FILE = 4 * 1024 * 1024
 INDEX_VERSION = 1
@@ -53,30 +54,11 @@ class Library:
 
 
 def _read_limited(path: str) -> str | None:
-    """A regular file's text (latin-1), refusing symlink tricks and huge files."""
-    # O_NONBLOCK: a FIFO planted in a directory must not hang the open (it is refused below)
-    flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+    """A regular file's text (latin-1), refusing symlink tricks, FIFOs and huge files."""
     try:
-        fd = os.open(path, flags)
+        return safe_files.read_regular(path, MAX_TAPSET_FILE).decode("latin-1")
     except OSError:
         return None
-    try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode) or st.st_size > MAX_TAPSET_FILE:
-            return None
-        chunks = []
-        total = 0
-        while True:
-            chunk = os.read(fd, 65536)
-            if not chunk:
-                break
-            total += len(chunk)
-            if total > MAX_TAPSET_FILE:
-                return None
-            chunks.append(chunk)
-        return b"".join(chunks).decode("latin-1")
-    finally:
-        os.close(fd)
 
 
 def find_files(include_dirs: Iterable[str] = (), with_builtin: bool = True) -> list[TapsetFile]:

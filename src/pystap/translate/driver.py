@@ -136,8 +136,12 @@ def _after_build(o: Any, module: modfile.Module, data: bytes, path: Path, out: T
     if getattr(o, "last_pass", 5) == 3:
         out.write(data.decode("ascii"))
         return 0
+    if not _sign(o, path, err):  # the module where it was built or cached (a cached one needs its .sgn)
+        return 1
     if getattr(o, "module", None) is not None and path.parent != Path.cwd():
         path = modbuild.write_module(data, Path.cwd() / modbuild.module_filename(module))
+        if not _sign(o, path, err):
+            return 1
     if getattr(o, "verbose", 0) and not cached:
         err.write(f"Pass 4: module written to \"{path}\"\n")
     if getattr(o, "last_pass", 5) == 4:
@@ -153,6 +157,20 @@ def _after_build(o: Any, module: modfile.Module, data: bytes, path: Path, out: T
     if rc != 0:
         err.write("Pass 5: run failed.  [man error::pass5]\n")
     return rc
+
+
+def _sign(o: Any, path: Path, err: TextIO) -> bool:
+    """Pass 4's signature next to ``path`` (see :mod:`pystap.translate.signature`); False on failure."""
+    from pystap.translate import signature
+
+    try:
+        sgn = signature.ensure_signature(path, signature.SignSettings.from_options(o), err)
+    except signature.SignError as exc:
+        err.write(f"ERROR: {exc}\nPass 4: compilation failed.  [man error::pass4]\n")
+        return False
+    if sgn is not None and getattr(o, "verbose", 0) > 1:
+        err.write(f"Pass 4: signature in \"{sgn}\"\n")
+    return True
 
 
 def _globals(o: Any) -> dict[str, str]:
@@ -182,13 +200,19 @@ def run_pass5(o: Any, module: modfile.Module, path: Path, out: TextIO, err: Text
                              command=getattr(o, "target_cmd", None),
                              timeout=getattr(o, "timeout", None), globals=globals_,
                              verbose=getattr(o, "verbose", 0))
+        if any(p.family not in ("begin", "end", "error", "never", "timer") for p in module.probes):
+            from pystap.loader.local import run_as_root  # kernel probes: through a service
+
+            return run_as_root(module, path, options)
         return run_module(module, credentials=privilege.own_credentials(), options=options)
     from pystap.loader.client import RunRequest, run
 
+    # The module goes to pystapd by path: the client opens it and its ``<module>.sgn`` (written
+    # at pass 4 next to it, in the cache or with -m in the current directory) and passes both fds.
     timeout = getattr(o, "timeout", None)
     req = RunRequest(module=str(path), globals=globals_,
                      output=Path(o.output) if getattr(o, "output", None) else None,
                      command=getattr(o, "target_cmd", None), target_pid=getattr(o, "target_pid", None),
                      verbose=getattr(o, "verbose", 0),
-                     timeout_ms=None if timeout is None else int(timeout * 1000))
+                     timeout_ms=None if timeout is None else int(timeout * 1000), stdout=out)
     return run(req, err=err)
