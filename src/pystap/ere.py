@@ -248,12 +248,7 @@ class _Parser:
             result = Node("chars", chars=_ALL)
         elif c == "[":
             result = self.char_range()
-            try:
-                got = cur.next()
-            except EreError:
-                raise self.error("expected ], found end of regex") from None
-            if got != "]":
-                raise self.error(f"expected ], found {got}")
+            self.expect("]")
         elif c == "(":
             group = -1
             if cur.peek() == "?":
@@ -265,12 +260,7 @@ class _Parser:
             else:
                 group = self.groups = self.groups + 1
             inner = self.expr()
-            try:
-                got = cur.next()
-            except EreError:
-                raise self.error("expected ), found end of regex") from None
-            if got != ")":
-                raise self.error(f"expected ), found {got}")
+            self.expect(")")
             result = Node("group", kids=[inner], group=group)
         elif c in "^$":
             result = Node("bol" if c == "^" else "eol")
@@ -315,12 +305,7 @@ class _Parser:
                         hi = -1
                     elif c and c.isdigit():
                         hi = self.number()
-                        try:
-                            got = cur.next()
-                        except EreError:
-                            raise self.error("expected }, found end of regex") from None
-                        if got != "}":
-                            raise self.error(f"expected }}, found {got}")
+                        self.expect("}")
                     else:
                         raise self.error("expected '}' or number", cur.pos)
                 elif c == "}":
@@ -335,6 +320,15 @@ class _Parser:
         if old is not None:
             result = _cat(old, result)
         return result
+
+    def expect(self, want: str) -> None:
+        """stapregex's ``expect``: the next character must be ``want``."""
+        try:
+            got = self.cur.next()
+        except EreError:
+            raise self.error(f"expected {want}, found end of regex") from None
+        if got != want:
+            raise self.error(f"expected {want}, found {got}")
 
     def number(self) -> int:
         cur = self.cur

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import select
 import shutil
 import signal
 import stat
@@ -164,7 +165,8 @@ def world() -> Iterator[World]:
         yield World(base, dirs["bin"], dirs["modules"], dirs["blessed"], dirs["signers"], dirs["home"], key,
                     Tracefs(str(mnt)))
     finally:
-        if mounted:
+        if mounted:  # whatever a failed test left behind by a dead daemon (nothing, when all passed)
+            reaper.reap(Tracefs(str(mnt)))
             unmount(str(mnt))
         shutil.rmtree(base, ignore_errors=True)
 
@@ -183,6 +185,36 @@ def wait_for(predicate, timeout: float = 10.0, step: float = 0.05) -> bool:
             return True
         time.sleep(step)
     return predicate()
+
+
+_SPAWNED: list[subprocess.Popen[str]] = []
+
+
+def track(proc: subprocess.Popen[str]) -> subprocess.Popen[str]:
+    """Register a process the test started: killed (with its group) after the test, pass or fail."""
+    _SPAWNED.append(proc)
+    return proc
+
+
+@pytest.fixture(autouse=True)
+def _no_leftover_processes() -> Iterator[None]:
+    yield
+    while _SPAWNED:
+        proc = _SPAWNED.pop()
+        if proc.poll() is None:
+            with contextlib.suppress(OSError):
+                os.killpg(proc.pid, signal.SIGKILL) if os.getpgid(proc.pid) == proc.pid else proc.kill()
+            proc.wait()
+        for stream in (proc.stdin, proc.stdout, proc.stderr):
+            if stream is not None:
+                stream.close()
+
+
+def first_line(proc: subprocess.Popen[str], timeout: float = 20.0) -> str:
+    """The first line of ``proc``'s stdout, or "" when none comes within ``timeout`` seconds."""
+    assert proc.stdout is not None
+    ready, _, _ = select.select([proc.stdout], [], [], timeout)
+    return proc.stdout.readline() if ready else ""
 
 
 def perf_fds(pid: int) -> int:
@@ -220,9 +252,9 @@ class Service:
               stdin: int | None = subprocess.DEVNULL) -> subprocess.Popen[str]:
         """``pystaprun ARGS MODULE`` as ``caller``; ``local``: root without the service."""
         cmd = [*setpriv(caller), sys.executable, "-m", "pystap.cli.staprun", *args, str(module)]
-        return subprocess.Popen(cmd, env=self.world.env(None if local else self.socket), cwd=self.world.home,
-                                stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                start_new_session=True)
+        return track(subprocess.Popen(cmd, env=self.world.env(None if local else self.socket),
+                                      cwd=self.world.home, stdin=stdin, stdout=subprocess.PIPE,
+                                      stderr=subprocess.PIPE, text=True, start_new_session=True))
 
     def run(self, caller: str, module: Path, *args: str, local: bool = False,
             timeout: float = 30) -> subprocess.CompletedProcess[str]:

@@ -12,10 +12,11 @@ import signal
 import subprocess
 
 import pytest
-from conftest import Service, World, armed, perf_fds, start_service, stop_service, wait_for
 
 from pystap.kernel import uprobes
 from pystap.kernel.tracefs import Tracefs
+
+from .conftest import Service, World, armed, first_line, perf_fds, start_service, stop_service, wait_for
 
 SCRIPT = """
 probe begin {{ println("ready") }}
@@ -26,7 +27,7 @@ probe process("{t}").function("greet").return {{ printf("greet %d\\n", $return) 
 
 def _start(svc: Service, caller: str, module, **kw) -> subprocess.Popen[str]:
     client = svc.spawn(caller, module, **kw)
-    line = client.stdout.readline()
+    line = first_line(client)
     if line != "ready\n":
         client.kill()
         out, err = client.communicate()
@@ -99,23 +100,20 @@ def _cmdline(pid: int) -> str:
 @pytest.mark.parametrize("caller", ["stapdev", "stapusr"])
 def test_sigkill_of_pystapd_is_reaped_by_the_next_one(world: World, caller: str) -> None:
     first = start_service(world, f"killed-{caller}")
-    client = None
     try:
-        client = _start(first, caller, _module(world, "stapusr" if caller == "stapusr" else "stapdev"))
+        _start(first, caller, _module(world, "stapusr" if caller == "stapusr" else "stapdev"))
         assert len(armed(world.tracefs, first.pid)) == 2
         first.handle.proc.kill()
         first.handle.proc.wait()
         left = armed(world.tracefs, first.pid)
         assert len(left) == 2, left  # tracefs objects outlive their owner: the reaper's job
+        second = start_service(world, f"reaper-{caller}")
+        try:
+            assert armed(world.tracefs, first.pid) == []  # reaped before the new daemon listens
+        finally:
+            stop_service(second)
     finally:
-        if client is not None:
-            client.kill()
-            client.communicate()
-    second = start_service(world, f"reaper-{caller}")
-    try:
-        assert armed(world.tracefs, first.pid) == []  # reaped before the new daemon listens
-    finally:
-        stop_service(second)
+        first.handle.stop()  # (when an assertion came first) and the world's teardown reaps
 
 
 def test_sigterm_of_pystapd_removes_every_session(world: World) -> None:

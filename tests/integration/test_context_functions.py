@@ -10,8 +10,13 @@ target.c with "3": add(sum, i) for i < 3, then greet("hello", 7), which returns 
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+
 import pytest
-from conftest import Service, World, armed, wait_for
+
+from .conftest import Service, World, armed, setpriv, wait_for
 
 CONTEXT_SCRIPT = """
 probe process("{t}").function("greet") {{
@@ -19,7 +24,9 @@ probe process("{t}").function("greet") {{
          user_string_n($who + 1, 3), $n, int_arg(2), register("esi"), probefunc(), execname())
   printf("fault [%s] [%d]\\n", user_string($who - 0x7fff0000, "<fault>"), user_int(0))
 }}
-probe process("{t}").function("greet").return {{ printf("greet returns %d %s\\n", returnval(), returnstr(1)) }}
+probe process("{t}").function("greet").return {{
+  printf("greet returns %d %s (%s)\\n", returnval(), returnstr(1), $$parms$)
+}}
 probe process("{t}").function("add") {{
   if ($b == 2) printf("add %d %d %d %d\\n", long_arg(1), u_register("rsi"), uid() == euid(), is_return())
 }}
@@ -31,7 +38,7 @@ add 1 2 1 0
 tick -2 main
 greet hello|hello|ell|7 7|7|greet target
 fault [<fault>] [0]
-greet returns 12 12
+greet returns 12 12 (who="hello" n=7)
 """
 
 ERROR_SCRIPT = """
@@ -63,8 +70,8 @@ def test_user_string_fault_is_systemtaps_error(world: World, pystapd: Service) -
 
 
 def test_exec_tracepoint_fields(world: World, pystapd: Service) -> None:
-    script = ('probe kernel.trace("sched:sched_process_exec") {{ if ($filename == "{t}")'
-              ' printf("exec %s %s %d\\n", $filename, execname(), $pid == pid()) }}').format(t=world.target)
+    script = (f'probe kernel.trace("sched:sched_process_exec") {{ if ($filename == "{world.target}")'
+              ' printf("exec %s %s %d\\n", $filename, execname(), $pid == pid()) }')
     module = world.translate(script, "ctx_exec", "stapdev")
     result = pystapd.run("root", module, "-c", f"{world.target} 1")
     assert (result.returncode, result.stderr) == (0, ""), pystapd.log()[-3000:]
@@ -79,3 +86,15 @@ def test_syscall_tapset_argstr(world: World, pystapd: Service) -> None:
     result = pystapd.run("root", module, "-c", f"{world.target} 1")
     assert (result.returncode, result.stderr) == (0, ""), pystapd.log()[-3000:]
     assert 'openat(AT_FDCWD, "/etc/ld.so.cache", O_RDONLY|O_CLOEXEC) = openat 3\n' in result.stdout, result.stdout
+
+
+def test_tracepoint_fields_resolve_for_a_user_without_tracefs(world: World) -> None:
+    """The translator runs as the user, who cannot read tracefs: the fields come from BTF."""
+    script = 'probe kernel.trace("sched:sched_process_exec") { println($filename, $old_pid) }'
+    cmd = [*setpriv("stapdev"), sys.executable, "-m", "pystap.cli.stap", "--privilege=stapdev", "-p3", "-e",
+           script]
+    out = subprocess.run(cmd, env=world.env(None), cwd=world.home, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    module = json.loads(out.stdout)
+    assert module["probes"][0]["params"] == {"event": "sched_process_exec", "system": "sched"}
+    assert "(c.fields.get('$filename') or '')" in module["code"]

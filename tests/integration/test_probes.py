@@ -14,7 +14,8 @@ import sys
 import time
 
 import pytest
-from conftest import USER_UID, Service, World, armed, setpriv, wait_for
+
+from .conftest import USER_UID, Service, World, armed, first_line, setpriv, track, wait_for
 
 # target.c with "N p": add(sum, i) for i < N, the demo:tick SDT marker after each add (its
 # semaphore is set by the kernel when the mark is probed), greet(), one getppid(), prints the sum.
@@ -103,8 +104,8 @@ probe end {{ println("session end") }}
 
 
 def _as(caller: str, *argv: str) -> subprocess.Popen[str]:
-    return subprocess.Popen([*setpriv(caller), *argv], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            text=True)
+    return track(subprocess.Popen([*setpriv(caller), *argv], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                  text=True))
 
 
 def test_stapusr_x_pid_follows_its_own_process(world: World, pystapd: Service) -> None:
@@ -112,7 +113,7 @@ def test_stapusr_x_pid_follows_its_own_process(world: World, pystapd: Service) -
     mine = _as("stapusr", str(world.target), "2", "w")  # waits for a line before calling add()
     try:
         client = pystapd.spawn("stapusr", module, "-x", str(mine.pid))
-        assert client.stdout.readline() == "ready\n"
+        assert first_line(client) == "ready\n"
         assert mine.communicate("go\n", timeout=20)[0] == "1\n"
         out, err = client.communicate(timeout=20)
     finally:
@@ -153,7 +154,7 @@ def test_stapusr_session_sees_only_its_users_processes(world: World, pystapd: Se
     module = world.translate(ISOLATION_SCRIPT.format(t=world.target, s=world.suid), "isolation", "stapusr")
     client = pystapd.spawn("stapusr", module)
     try:
-        assert client.stdout.readline() == "ready\n"
+        assert first_line(client) == "ready\n"
         for caller, program in (("other", world.target), ("stapusr", world.suid), ("other", world.suid)):
             run = subprocess.run([*setpriv(caller), str(program), "3"], capture_output=True, text=True,
                                  timeout=20)
@@ -194,3 +195,14 @@ def test_pystap_pass5_as_root_runs_kernel_probes(world: World) -> None:
     noise = [line for line in result.stderr.splitlines() if not line.startswith("Created a module-signing key")]
     assert (result.returncode, noise) == (0, [])
     assert _without_line(result.stdout, "3") == EXPECTED
+
+
+@pytest.mark.parametrize("caller", ["root", "stapusr"])
+def test_c_command_without_kernel_probes_runs_after_begin_and_ends_the_session(
+        world: World, pystapd: Service, caller: str) -> None:
+    """-c with a module whose probes all run in the client: the command starts after the begin
+    probes, the session ends when it exits (end probes run), and the client returns."""
+    module = world.translate('probe begin { printf("begin %d\\n", target() > 0) } probe end { println("end") }',
+                             "cmd_only", "stapusr")
+    result = pystapd.run(caller, module, "-c", f"{world.target} 1", timeout=20)
+    assert (result.returncode, result.stdout, result.stderr) == (0, "begin 1\n0\nend\n", "")

@@ -10,6 +10,7 @@ ALLOWED = {"pystap", "pystap.privilege", "pystap.modfile", "pystap.policy"}
 
 def test_kernel_package_import_closure() -> None:
     code = ("import sys, pystap.kernel, pystap.kernel.reaper, pystap.kernel.usersession, pystap.kernel.elfcheck\n"
+            "import pystap.kernel.service, pystap.kernel.installer\n"
             "print('\\n'.join(sorted(m for m in sys.modules)))\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     ours = {m for m in out if m.startswith("pystap")}

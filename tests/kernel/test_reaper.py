@@ -79,3 +79,26 @@ def test_reaper_spares_live_sessions_and_foreign_objects(tfs: Tracefs, sid: str,
         ks.close()
         tfs.rmdir(f"instances/{foreign_instance}")
         uprobes.delete_group(tfs, foreign_group)
+
+
+def test_reaper_consults_the_live_view_when_it_looks(tfs: Tracefs, sid: str, target: Path) -> None:
+    """A session that becomes live while the reaper runs (its group defined after the instance
+    listing) is spared: membership is asked per object, never copied up front."""
+    fd = os.open(target, os.O_RDONLY)
+    uprobes.define(tfs, uprobes.UprobeDef(f"stp_{sid}", "p1", f"/proc/self/fd/{fd}", 0x10))
+    asked: list[str] = []
+
+    class Live(frozenset):
+        def __contains__(self, item: object) -> bool:
+            asked.append(str(item))
+            return item == sid
+
+    try:
+        report = reaper.reap(tfs, live_sids=Live())
+        assert f"stp_{sid}" not in report.groups and sid in asked
+        assert f"stp_{sid}" in {g for g, _ in tfs.uprobe_groups()}
+        report = reaper.reap(tfs, live_sids=())  # no instance, nobody live: an orphan group
+        assert f"stp_{sid}" in report.groups
+    finally:
+        os.close(fd)
+        uprobes.delete_group(tfs, f"stp_{sid}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from test_elab_helpers import elab
 
 from pystap.lang import ast
@@ -46,3 +47,25 @@ def test_tapset_globals_are_never_displayed() -> None:
     # qsq_start() writes queue_stats.stp's globals and reads none of them
     s = elab('probe begin { qsq_start("q") }')
     assert _displays(s) == {}
+
+
+# Whether stap 4.8 -p2 adds the display probe (its `end` line) for these scripts.
+STAP_DISPLAYS = [
+    ("global x; probe begin { x++ }", ["x"]),
+    ("global x; probe begin { x += 1 }", ["x"]),
+    ("global x; probe begin { x = x + 1 }", []),
+    ("global a; probe begin { a[1]=1; if (1 in a) print(1) }", []),
+    ("global a; probe begin { a[1]=1; foreach (k in a) print(k) }", []),
+    ("global x; probe begin { x = 1 } probe end { delete x }", []),  # delete reads, for stap
+    ("global a; probe begin { a[1] = 1; delete a[1] }", []),
+    ("global a; probe begin { a[1] <<< 1; delete a[1] }", []),
+    ("global s; probe begin { s <<< 1 }", ["s"]),
+    ("global x; probe begin { x = 1 } probe timer.s(1) if (x) { exit() }", []),
+    ("global x; function f() { return x } probe begin { x = 1 }", ["x"]),  # f is never called
+    ("global x, y; probe begin { x = 1; y = x }", ["y"]),
+]
+
+
+@pytest.mark.parametrize(("src", "shown"), STAP_DISPLAYS)
+def test_which_globals_are_displayed_agrees_with_stap(src: str, shown: list[str]) -> None:
+    assert sorted(_displays(elab(src))) == shown

@@ -129,3 +129,23 @@ def test_sync_without_kernel_probes_answers_at_once(service) -> None:
 def test_module_constants_agree() -> None:
     """The daemon's and the client's notion of client-side probe families is one table."""
     assert daemon.USER_SIDE_FAMILIES == client.USER_SIDE_FAMILIES
+
+
+def test_events_streamed_during_install_follow_the_grant(service) -> None:
+    """An installer's reader may stream as soon as the probes are armed, before the daemon has
+    sent the grant: the grant still comes first on the wire."""
+    d, _installer, base = service
+
+    def eager(session) -> None:
+        sender = threading.Thread(target=session.send_events, args=([(1, 5, b'{"pid":9}')],))
+        sender.start()
+        sender.join(0.2)  # it would have been sent by now, were it not for the daemon's ordering
+
+    d.installer = eager
+    path = base / "e.stapmod"
+    path.write_bytes(make_module("stapdev", probes=(KERNEL_PROBE,)))
+    grant = client.request_grant(str(path), d.config.socket)
+    try:
+        assert client.DaemonEvents(grant.conn, io.StringIO()).read_batch() == [(1, {"pid": 9, "timestamp_ns": 5})]
+    finally:
+        grant.close(0, io.StringIO())

@@ -103,8 +103,6 @@ def test_parameter_errors(target: Path, target_nodebug: Path) -> None:
     assert "target variable '$f' is not available: floating-point parameters are passed in SSE registers" in err
     err = build_error(f"probe {fn(target, 'sum3')} {{ println($k) }}")
     assert "target variable '$k' is not available: its location follows parameter 'p' passed by value" in err
-    err = build_error(f"probe {fn(target, 'greet', '.return')} {{ println($n) }}")
-    assert "target variable '$n' is not available: parameters are not captured in .return probes" in err
     err = build_error(f"probe {fn(target_nodebug, 'greet')} {{ println($n) }}")
     assert f"target variable '$n' is not available: {target_nodebug} has no debug information (rebuild it" \
            " with -g for $parameters)" in err
@@ -133,3 +131,35 @@ def test_parms_capture_every_parameter(target: Path) -> None:
     assert fetch_of(m, "greet") == [COMM, "v_who=%di:u64", "u__1=+0(%di):string", "v_n=%si:s32"]
     m = build(f"probe {fn(target, 'small')} {{ println($$vars) }}")  # the same: no locals at entry
     assert fetch_of(m, "small") == [COMM, "v_u=%di:u8", "v_s=%si:s16", "v_w=%dx:u32"]
+
+
+def test_target_variables_are_read_only(target: Path) -> None:
+    for body in ("$a = 5", "$a++"):
+        err = build_error(f"probe {fn(target, 'add')} {{ {body} }}", "-g")
+        assert "semantic error: writing a target variable is not supported by pystap (handlers run after the" \
+               " hit, outside the traced process): identifier '$a'" in err
+    err = build_error(f"probe {fn(target, 'add')} {{ $a = 5 }}")
+    assert "write to target variable not permitted; need stap -g" in err
+
+
+def test_return_probes_read_parameters_captured_at_the_entry(target: Path) -> None:
+    m = build(f"probe {fn(target, 'greet', '.return')} {{ println(user_string($who), $n, $return) }}")
+    ret, entry = m.probes
+    assert (ret.handler, ret.params["return"], ret.params["fetch"]) == (
+        "probe_0", True, [COMM, "retval=$retval:s64"])
+    # a companion entry probe on the same function captures them; the runtime pairs it per thread
+    assert (entry.handler, entry.point, entry.params["return"], entry.params["offset"]) == (
+        "probe_0_entry", ret.point[: -len(".return")], False, ret.params["offset"])
+    assert entry.params["fetch"] == [COMM, "v_who=%di:u64", "u__1=+0(%di):string", "v_n=%si:s32"]
+    assert entry.myproc and ret.myproc
+
+
+def test_capture_limits_and_non_uprobe_families(target: Path) -> None:
+    reads = ", ".join(f"user_string($who + {i})" for i in range(40))
+    err = build_error(f"probe {fn(target, 'greet')} {{ println({reads}) }}")
+    assert "would capture 42 values at each hit (pystapd allows 32); split the probe" in err
+    err = build_error("probe process.syscall { println(user_string($arg1)) }")
+    assert "user_string() cannot read user memory in a 'process.syscall' probe: only process(...).function," \
+           " .statement, .mark and .plt probes capture user memory at the hit" in err
+    err = build_error("probe syscall.read { println(user_string($arg2)) }")
+    assert "user_string() in a syscall probe can read only the path arguments the kernel captures" in err

@@ -160,3 +160,42 @@ def test_syscall_any_names_the_call() -> None:
     rc, out, err = run(m, [(0, {"pid": 1, "tid": 1, "cpu": 0, "$syscall": 39}),
                            (1, {"pid": 1, "tid": 1, "cpu": 0, "$syscall": 0, "$return": -4})])
     assert (rc, err, out) == (0, "", "getpid 39\nread -4 (EINTR)\n")
+
+
+def test_plt_and_statement_probes(target: Path) -> None:
+    from pystap.probes import elfsyms
+
+    greet = elfsyms.load(str(target)).functions["greet"]
+    m = build(f'probe process("{target}").plt("strlen") {{ println($$name, " ", user_string(pointer_arg(1))) }}'
+              f' probe process("{target}").statement({greet:#x}) {{ println(probefunc(), " ", int_arg(2)) }}')
+    plt, stmt = probe_id(m, "plt"), probe_id(m, "statement")
+    rc, out, err = run(m, [(plt, ctx(**{"$r__di": 0x5000, "$u__1": "hello"})), (stmt, ctx(**{"$r__si": 7}))])
+    assert (rc, err, out) == (0, "", "strlen hello\ngreet 7\n")
+
+
+def test_process_end_and_threads() -> None:
+    m = build('probe process.end { printf("end %s %d\\n", execname(), pid()) }'
+              ' probe process.thread.begin { printf("thread %d of %d\\n", tid(), pid()) }')
+    end = {"pid": 30, "tid": 30, "cpu": 0, "comm": "worker", "$pid": 30, "$prio": 120, "$group_dead": 1}
+    thread = {"pid": 30, "tid": 31, "cpu": 1, "comm": "worker", "$pid": 31, "$clone_flags": 0x10000}
+    rc, out, err = run(m, [(1, thread), (0, end)])
+    assert (rc, err, out) == (0, "", "thread 31 of 30\nend worker 30\n")
+
+
+def test_return_probe_pairs_entry_values_per_thread(target: Path) -> None:
+    m = build(f'probe process("{target}").function("greet").return {{ printf("%d %s -> %d\\n", $n,'
+              ' user_string($who), $return) }')
+    ret, entry = (probe_id(m, ".return"), next(p.id for p in m.probes if p.handler.endswith("_entry")))
+    records = [
+        (entry, ctx(tid=1, **{"$n": 1, "$who": 0x5000, "$u__1": "outer"})),
+        (entry, ctx(tid=1, **{"$n": 2, "$who": 0x5000, "$u__1": "inner"})),  # recursion
+        (entry, ctx(tid=2, **{"$n": 3, "$who": 0x5000, "$u__1": "other thread"})),
+        (ret, ctx(tid=1, **{"$return": 20})),
+        (ret, ctx(tid=2, **{"$return": 30})),
+        (ret, ctx(tid=1, **{"$return": 10})),
+        (ret, ctx(tid=1, **{"$return": 0})),  # its entry was before the probe was armed
+    ]
+    rc, out, err = run(m, records)
+    assert rc == 1
+    assert out == "2 inner -> 20\n3 other thread -> 30\n1 outer -> 10\n"
+    assert "ERROR: user string copy fault -14 at 0x0 [man error::fault]" in err

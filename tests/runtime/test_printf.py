@@ -41,6 +41,8 @@ from pystap.runtime.printf import FormatError, compile_format
         ("%08.3d|%-8.3d|", (-7, -7), "-0000007|-007    |"),
         ("%#8o|%#08x|%#x", (8, 255, 1), "     010|    0xff|0x1"),  # one flag: 08 is a width
         ("%X|%o", (-1, -1), "FFFFFFFFFFFFFFFF|1777777777777777777777"),
+        ("%p|%#x|%u", (-1, -16, -2), "0xffffffffffffffff|0xfffffffffffffff0|18446744073709551614"),
+        ("%c|%#c", (-1, -56), "\xff|\\310"),  # the low byte; # escapes it in octal
         ("%d|%i", (-(2**63), 2**63 - 1), "-9223372036854775808|9223372036854775807"),
         ("%05s|%-5s|%#s", ("ab", "ab", "a\n"), "   ab\0|ab   |a\n"),
         ("%#c%#c%#c%#c", (39, 200, 127, 65), "\\'\\310\\177A"),

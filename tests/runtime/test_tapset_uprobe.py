@@ -128,3 +128,19 @@ def test_open_flags_like_systemtap() -> None:
     # SystemTap's table matches O_SYNC on any of its bits, so O_DSYNC alone prints as O_SYNC
     assert syscalls.open_flag_str(0o10000) == "O_RDONLY|O_SYNC"
     assert syscalls.open_flag_str(0o1 | 0x40000000) == "O_WRONLY|0x40000000"
+
+
+def test_syscall_locals_follow_the_tapset(c: Context) -> None:
+    c.probe_type = "syscall"
+    c.params = {"syscall": "unlinkat"}
+    c.fields = {"$arg1": 3, "$arg2": 0x7000, "$arg2_str": "d", "$arg3": 0x200}
+    got = {k: syscalls.context_variable(c, k) for k in ("pathname", "pathname_str", "flag_str", "argstr")}
+    assert got == {"pathname": 0x7000, "pathname_str": '"d"', "flag_str": "AT_REMOVEDIR",
+                   "argstr": '3, "d", AT_REMOVEDIR'}
+    c.fields["$arg3"] = 0
+    assert syscalls.context_variable(c, "argstr") == '3, "d", 0x0'
+    c.params = {"syscall": "access"}
+    c.fields = {"$arg1": 0x7000, "$arg1_str": "/etc", "$arg2": 0}
+    assert syscalls.context_variable(c, "argstr") == '"/etc", F_OK'
+    c.fields = {"$arg1": 0, "$arg2": 6}
+    assert syscalls.context_variable(c, "argstr") == "0x0, R_OK|W_OK"

@@ -11,6 +11,7 @@ import json
 import os
 from datetime import UTC, datetime
 
+import pytest
 from conftest import make_module, store_of
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -22,12 +23,17 @@ MODULE = make_module()
 _STATE: dict[str, object] = {}
 
 
-def _signed():
-    if not _STATE:
-        import tempfile
+@pytest.fixture(scope="module", autouse=True)
+def _key_dir(tmp_path_factory):
+    """One key for the module's examples, in a directory pytest removes."""
+    _STATE["dir"] = tmp_path_factory.mktemp("fuzz-key")
+    yield
+    _STATE.clear()
 
-        directory = tempfile.mkdtemp(prefix="pystap-fuzz-")
-        key = generate_signing_key(f"{directory}/k", key_type="ed25519")
+
+def _signed():
+    if "key" not in _STATE:
+        key = generate_signing_key(f"{_STATE['dir']}/k", key_type="ed25519")
         _STATE.update(key=key, sgn=sign_module(MODULE, key, now=NOW), store=store_of(key))
         reference = verify(MODULE, _STATE["sgn"], _STATE["store"], NOW)
         assert reference.ok

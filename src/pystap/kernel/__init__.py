@@ -7,17 +7,20 @@ scripts or binaries' symbol tables (the translator resolved those).
 API for the daemon
 ------------------
 
-At start (single-threaded)::
+What pystapd does (``service.KernelService``; at start, single-threaded)::
 
-    root = tracefs.enter_private_namespace()      # private mount ns + tracefs
+    kernel = service.KernelService.start()        # private mount ns + tracefs, comm "pystapd", reap
+    Daemon(config, installer=kernel.installer)    # the ``loader.session.Installer`` contract
+    kernel.start_reaper(interval)                 # reap(tfs, installer.live_sids()) periodically
+    kernel.close()                                # at exit: join teardowns, close gates, reap
+
+By hand::
+
+    root = tracefs.enter_private_namespace()
     tfs = tracefs.Tracefs(root)
-    reaper.reap(tfs)                              # and periodically: reap(tfs, live_sids)
-
-Simplest (the ``loader.session.Installer`` contract)::
-
-    installer = installer.KernelInstaller(tfs)    # Daemon(config, installer=installer)
-    reaper.reap(tfs, {installer_module.sid_for(s.id) for s in live_sessions})
-    installer.close()                             # at daemon exit: joins background teardowns
+    installer = installer.KernelInstaller(tfs)
+    reaper.reap(tfs, installer.live_sids())       # a live view: spares sessions being installed
+    installer.close()
 
 It picks the mechanism below by the module's privilege, streams
 ``(probe_id, timestamp_ns, JSON)`` records through ``session.send_events``
@@ -38,6 +41,7 @@ Per session (stapusr: only the user's own processes, see ``usersession``)::
     gates = usersession.SharedGates(tfs)          # once per daemon, closed at exit
     us = usersession.UserSession(sid, uid, tfs, target_pids, gates=gates,
                                  follow=False)    # follow: also attach the user's new processes
+                                                  # (the installer: -c/-x targets, follow=True)
     reader = us.install(module.probes)            # same reader interface as above
     us.close(wait=False); us.join()
 

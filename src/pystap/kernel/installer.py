@@ -47,6 +47,22 @@ def sid_for(session_id: int, daemon_pid: int | None = None) -> str:
     return f"d{daemon_pid if daemon_pid is not None else os.getpid()}s{session_id}"
 
 
+def _wire_key(key: str) -> str | None:
+    """The client's name of a decoded field (None: context the reader adds, not sent as is)."""
+    if key.startswith("_"):
+        return None
+    if key == "comm":
+        return "comm"
+    if key == "retval":
+        return "$return"
+    return "$" + (key[2:] if key.startswith("v_") else key)
+
+
+_WIRE_KEYS: dict[str, str | None] = {}
+# One encoder, built once: json.dumps() rebuilds it on every call with non-default separators.
+_encode = json.JSONEncoder(separators=(",", ":")).encode
+
+
 def wire_fields(fields: dict[str, Any], *, uid: int | None = None) -> dict[str, Any]:
     """One event as the client's runtime reads it (see the module docstring)."""
     out: dict[str, Any] = {"pid": fields.get("_pid", 0), "tid": fields.get("_tid", 0)}
@@ -54,20 +70,22 @@ def wire_fields(fields: dict[str, Any], *, uid: int | None = None) -> dict[str, 
         out["cpu"] = fields["_cpu"]
     if uid is not None:
         out["uid"] = out["euid"] = uid
+    keys = _WIRE_KEYS
     for key, value in fields.items():
-        if key.startswith("_"):
+        wire = keys.get(key, "")
+        if wire == "":
+            wire = _wire_key(key)
+            if len(keys) < 4096:  # field names come from manifests: bounded, but not trusted
+                keys[key] = wire
+        if wire is None:
             continue
-        if isinstance(value, bytes):
-            value = value.hex()
-        if key == "comm":
-            out["comm"] = value
-        elif key == "retval":
-            out["$return"] = value
-        elif key.startswith("v_"):
-            out["$" + key[2:]] = value
-        else:
-            out["$" + key] = value
+        out[wire] = value.hex() if isinstance(value, bytes) else value
     return out
+
+
+def wire_record(probe_id: int, fields: dict[str, Any], uid: int | None) -> tuple[int, int, bytes]:
+    """``(probe_id, timestamp_ns, JSON)``: one EVENTS record."""
+    return probe_id, fields.get("_time", 0), _encode(wire_fields(fields, uid=uid)).encode()
 
 
 class KernelInstaller:
@@ -150,9 +168,7 @@ class KernelInstaller:
                     return
                 try:
                     for i in range(0, len(events), MAX_BATCH):
-                        records = [(pid, f.get("_time", 0), json.dumps(wire_fields(f, uid=uid),
-                                                                      separators=(",", ":")).encode())
-                                   for pid, f in events[i:i + MAX_BATCH]]
+                        records = [wire_record(pid, f, uid) for pid, f in events[i:i + MAX_BATCH]]
                         if session.send_events is not None:
                             session.send_events(records)
                     if wanted > syncs["done"]:

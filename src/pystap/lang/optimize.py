@@ -200,6 +200,8 @@ class Optimizer:
     def _fold(self, root: ast.Node) -> None:
         def visit(n: ast.Node) -> ast.Node | None:
             map_children(n, visit)
+            if isinstance(n, ast.FunctionCall) and len(n.referents) > 1:
+                self._dead_overloads(n)
             if isinstance(n, ast.Expr):
                 new = fold_expr(n)
                 if new is not n:
@@ -243,6 +245,26 @@ class Optimizer:
 
         visit(root)
 
+    def _dead_overloads(self, call: ast.FunctionCall) -> None:
+        """Drop overloads a call can never reach (SystemTap's dead_overload_remover).
+
+        Overloads are tried in order and the next one only runs when the previous
+        one executed ``next``; so everything after the first overload without a
+        ``next`` statement is dead.  Like SystemTap this is a syntactic guess (a
+        ``next`` that never executes still counts), and each dropped overload gets
+        the warning that makes ``-W`` refuse the script (semko/overload).
+        """
+        reachable = 1
+        for fn in call.referents[:-1]:
+            if not _has_next(fn):
+                break
+            reachable += 1
+        if reachable < len(call.referents):
+            for fn in call.referents[reachable:]:
+                self.warn("instance of overloaded function will never be reached", fn.tok)
+            call.referents = call.referents[:reachable]
+            self.changed = True
+
     def _elide_writes(self, root: ast.Node, unread: set[int], locals_: list[ast.LocalVar]) -> None:
         if not unread:
             return
@@ -269,6 +291,10 @@ class Optimizer:
         for v in list(locals_):
             if id(v) in unread and id(v) not in still:
                 locals_.remove(v)
+
+
+def _has_next(fn: ast.FunctionDecl) -> bool:
+    return isinstance(fn.body, ast.Block) and any(isinstance(n, ast.Next) for n in ast.walk(fn.body))
 
 
 def _empty(s: ast.Stmt) -> bool:

@@ -158,6 +158,11 @@ class Resolution:
         self.errors.append(SemanticError(message, tok, chain))
 
     def _check_arity(self, decl: ast.Decl, arity: int, tok: Token) -> None:
+        if arity == 0 and isinstance(decl, ast.GlobalDecl) and decl.size is not None:
+            # ``global a[10]`` declares an array: SystemTap's vardecl::set_arity refuses a
+            # scalar use at the declaration itself (semko/array01), whatever came first.
+            self.error("inconsistent arity", decl.tok)
+            return
         known = self.arity.get(id(decl))
         if known is None:
             self.arity[id(decl)] = Arity(arity, tok)

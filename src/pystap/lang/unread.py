@@ -45,8 +45,10 @@ def mark_usage(
     for root in roots:
         written_syms: set[int] = set()
         for n in ast.walk(root):
-            # like stap, ``c++`` and ``c += 1`` only count as writes for the display
-            target = ast.write_target(n)
+            # like stap, ``c++`` and ``c += 1`` only count as writes for the display, and
+            # ``delete`` counts as a read (varuse_collecting_visitor treats it so, so that
+            # the optimiser keeps the variable)
+            target = None if isinstance(n, ast.Delete) else ast.write_target(n)
             if target is not None:
                 sym = target.base if isinstance(target, ast.ArrayIndex) else target
                 if isinstance(sym, ast.Symbol):

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import hmac
+import json
 import os
 import socket
 import stat
@@ -122,7 +123,10 @@ def _summary(conn: socket.socket) -> int:
         for fd in frame.fds:
             os.close(fd)
         if frame.type is FrameType.INFO:
-            lost = frame.json().get("lost", 0)
+            info = frame.json()
+            if info.get("op") != "summary":  # e.g. a sync marker that came after its timeout
+                continue
+            lost = info.get("lost", 0)
             return lost if isinstance(lost, int) and not isinstance(lost, bool) and lost > 0 else 0
 
 
@@ -366,8 +370,14 @@ class DaemonEvents:
         for fd in frame.fds:
             os.close(fd)
         batch = []
+        loads = json.loads
         for probe_id, timestamp, data in protocol.decode_events(frame.payload):
-            fields = protocol.decode_json(data) if data else {}
+            try:  # json.loads takes the UTF-8 bytes as they are (no decode step per record)
+                fields = loads(data) if data else {}
+            except (ValueError, RecursionError):
+                raise protocol.ProtocolError("malformed event record (not UTF-8 JSON)") from None
+            if not isinstance(fields, dict):
+                raise protocol.ProtocolError("malformed event record (not a JSON object)")
             fields.setdefault("timestamp_ns", timestamp)
             batch.append((probe_id, fields))
         return batch

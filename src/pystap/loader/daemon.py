@@ -375,19 +375,22 @@ class Daemon:
         session.send_events = send_events
         session.send_synced = send_synced
         try:
-            if self.installer is not None:
-                try:
-                    self.installer(session)
-                except Exception as exc:
-                    log.error("session %d: installing probes failed: %s", session.id, exc)
-                    message = f"ERROR: Couldn't install the probes of {received.module_path}: {exc}"
-                    reply.update(allowed=False, credentials=0, rule="install", exit_status=1,
-                                 messages=[message])
-                    protocol.send_json(conn, FrameType.DECISION, reply)
-                    return
-            if session.warnings:  # SystemTap reports a probe it could not register and runs the rest
-                reply["warnings"] = [f"WARNING: {w}" for w in session.warnings]
-            with send_lock:  # the grant (and module) precede any EVENTS frame
+            # The grant (and module) precede any EVENTS frame: the installer's reader starts
+            # streaming as soon as the probes are armed, so the lock is held from before the
+            # install until the grant is out.
+            with send_lock:
+                if self.installer is not None:
+                    try:
+                        self.installer(session)
+                    except Exception as exc:
+                        log.error("session %d: installing probes failed: %s", session.id, exc)
+                        message = f"ERROR: Couldn't install the probes of {received.module_path}: {exc}"
+                        reply.update(allowed=False, credentials=0, rule="install", exit_status=1,
+                                     messages=[message])
+                        protocol.send_json(conn, FrameType.DECISION, reply)
+                        return
+                if session.warnings:  # SystemTap reports a probe it could not register and runs the rest
+                    reply["warnings"] = [f"WARNING: {w}" for w in session.warnings]
                 protocol.send_json(conn, FrameType.DECISION, reply)
                 if received.by_name:
                     protocol.send_frame(conn, FrameType.BLOB, received.module_bytes)

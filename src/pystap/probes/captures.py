@@ -137,6 +137,7 @@ class _Loc:
     offset: int = 0
     syscall_arg: int = 0  # syscall.NAME: the argument number (the daemon captures its string)
     constant: int | None = None  # a literal address
+    entry: bool = False  # captured at the function's entry (a .return probe's $parameter)
 
 
 @dataclass
@@ -147,6 +148,15 @@ class Plan:
     keys: dict[int, str | None] = field(default_factory=dict)  # id(FunctionCall) -> field key
     # id(TargetSymbol $$parms...) -> (name, field key, key of its captured string or None) per parameter
     parms: dict[int, list[tuple[str, str, str | None]]] = field(default_factory=dict)
+    # id(DerivedProbe) of a .return probe -> what must be captured at the function's entry (its
+    # parameters are gone at the return): fetch list of a companion entry probe
+    entry: dict[int, list[str]] = field(default_factory=dict)
+
+
+def field_key(spec: str) -> str:
+    """The event field a fetch argument arrives as (``v_x=...`` -> ``$x``; the daemon's mapping)."""
+    name = spec.split("=", 1)[0]
+    return "$" + (name[2:] if name.startswith("v_") else name)
 
 
 def _depth(value: str) -> int:
@@ -215,6 +225,9 @@ class _ProbePlanner:
         self.fetch: list[str] = ["comm=$comm:string"]
         if self.is_return:
             self.fetch.append("retval=$retval:s64")
+        # a .return probe's $parameters (and what is read through them) are captured at the entry
+        self.at_entry = bool(probe.params.get("_entry"))
+        self.entry_fetch: list[str] = []
         self.assigned: dict[int, A.Expr] = {}
         self.where = ""
 
@@ -242,10 +255,21 @@ class _ProbePlanner:
                 elif isinstance(n, A.TargetSymbol) and self.uprobe:
                     self.need_var(n)
         if self.uprobe:
-            if len(self.fetch) > MAX_FETCH:
-                raise CaptureError(f"probe '{self.probe.point}' would capture {len(self.fetch)} values at "
-                                   f"each hit (pystapd allows {MAX_FETCH}); split the probe", self.probe.tok)
+            for fetch in (self.fetch, self.entry_fetch):
+                if len(fetch) > MAX_FETCH:
+                    raise CaptureError(f"probe '{self.probe.point}' would capture {len(fetch)} values at "
+                                       f"each hit (pystapd allows {MAX_FETCH}); split the probe",
+                                       self.probe.tok)
             self.plan.fetch[id(self.probe)] = self.fetch
+            if self.entry_fetch:
+                self.plan.entry[id(self.probe)] = self.entry_fetch
+
+    def add_at(self, spec: str, entry: bool) -> None:
+        if entry:
+            if spec not in self.entry_fetch:
+                self.entry_fetch.append(spec)
+        else:
+            self.add(spec)
 
     def add(self, spec: str) -> None:
         if self.uprobe and spec not in self.fetch:
@@ -257,7 +281,7 @@ class _ProbePlanner:
             return
         spec = self.vars.get(t.name)
         if spec is not None:
-            self.add(spec)
+            self.add_at(spec, self.at_entry)
 
     def need_parms(self, t: A.TargetSymbol) -> None:
         """``$$parms``: every captured parameter; pretty (``$$parms$``) also the strings of char pointers."""
@@ -267,7 +291,7 @@ class _ProbePlanner:
             spec = self.vars.get("$" + name)
             if spec is None:
                 continue
-            self.add(spec)
+            self.add_at(spec, self.at_entry)
             string_key = None
             if t.pretty and text == "1":
                 value = spec.split("=", 1)[1].rpartition(":")[0]
@@ -275,7 +299,7 @@ class _ProbePlanner:
                 key = self.sig_keys.get(sig)
                 if key is None:
                     key = self.sig_keys[sig] = f"u__{len(self.sig_keys) + 1}"
-                self.add(f"{key}=+0({value}):string")
+                self.add_at(f"{key}=+0({value}):string", self.at_entry)
                 string_key = "$" + key
             out.append((name, "$" + name, string_key))
         self.plan.parms[id(t)] = out
@@ -352,7 +376,7 @@ class _ProbePlanner:
         key = self.sig_keys.get(sig)
         if key is None:
             key = self.sig_keys[sig] = f"u__{len(self.sig_keys) + 1}"
-        self.add(f"{key}={value}:{kind}")
+        self.add_at(f"{key}={value}:{kind}", loc.entry)
         self.set_key(n, "$" + key)
 
     def set_key(self, n: A.FunctionCall, key: str | None) -> None:
@@ -398,7 +422,7 @@ class _ProbePlanner:
                 return _Loc(("const", base.constant + delta), constant=base.constant + delta)
             if base.syscall_arg:
                 return _Loc(base.sig, syscall_arg=base.syscall_arg, offset=base.offset + delta)
-            return _Loc(base.sig, base.value, base.offset + delta)
+            return _Loc(base.sig, base.value, base.offset + delta, entry=base.entry)
         if isinstance(e, A.TargetSymbol):
             return self.target_address(e)
         if isinstance(e, A.FunctionCall) and e.builtin is not None:
@@ -420,8 +444,8 @@ class _ProbePlanner:
         value, _, kind = spec.split("=", 1)[1].rpartition(":")
         if kind not in ("u64", "s64", "x64"):
             return None
-        self.add(spec)
-        return _Loc(("var", t.name), value)
+        self.add_at(spec, self.at_entry)
+        return _Loc(("var", t.name), value, entry=self.at_entry)
 
     def syscall_address(self, num: str) -> _Loc | None:
         if not num.isdigit():
@@ -454,7 +478,8 @@ class _ProbePlanner:
             inner = self.address(e.args[0])
             if inner is None or inner.constant is not None or inner.syscall_arg:
                 return None
-            return _Loc(("deref", inner.sig, inner.offset), _deref(inner.offset, inner.value, e.tok))
+            return _Loc(("deref", inner.sig, inner.offset), _deref(inner.offset, inner.value, e.tok),
+                        entry=inner.entry)
         return None
 
 

@@ -553,17 +553,14 @@ def _resolve(family: str, prefix: str, params: dict[str, Any], args: dict[str, A
                 ctx.update({f"$$return{s}": Type.STRING for s in ("", "$", "$$")})
             if name in dwarf:
                 catalogue, refused = param_fetches(dwarf[name])
-                if is_return:
-                    # the uretprobe fires after the function ran: its entry registers are gone
-                    refused.update({var: "parameters are not captured in .return probes (pystap captures at "
-                                    "the return only; read them in an entry probe)" for var in catalogue})
-                    catalogue = {}
-                fetch.extend(catalogue.values())
+                if not is_return:  # a .return probe reads them as captured at the entry (pass 3)
+                    fetch.extend(catalogue.values())
                 ctx.update({var: Type.LONG for var in catalogue})
                 if catalogue:
                     ctx.update({f"$$parms{s}": Type.STRING for s in ("", "$", "$$")})
                     ctx.update({f"$$vars{s}": Type.STRING for s in ("", "$", "$$")})
-                parms = [f"{p.name}\t{int(p.kind == 'text')}" for p in dwarf[name] if "$" + p.name in catalogue]
+                parms = [f"{p.name}\t{int(p.kind == 'text')}" for p in dwarf[name]
+                         if "$" + p.name in catalogue]
             elif not info.has_debug_info:
                 refused["*"] = f"{binary} has no debug information (rebuild it with -g for $parameters)"
             decl = dwarf_decl(binary, name) if dwarf else ""
@@ -572,7 +569,7 @@ def _resolve(family: str, prefix: str, params: dict[str, Any], args: dict[str, A
                 "point": f"{prefix}.function({label if label else _quote(shown)}){suffix}",
                 "params": {**base, "offset": info.file_offset(vaddr), "symbol": name, "func": name,
                            "fetch": fetch, "_vars": [f"{k}\t{v}" for k, v in catalogue.items()],
-                           "_parms": parms},
+                           "_parms": parms, "_entry": is_return},
                 "context_vars": ctx,
                 "refused": refused,
             })

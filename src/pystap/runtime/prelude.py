@@ -138,6 +138,7 @@ def build_namespace(session: Any) -> dict[str, Any]:
         "_keys": sorted_keys, "_fmt": printf.compile_format, "_re": regex.compile_ere,
         "_rmatch": regex.match, "_display": _display, "_lstr": _fmt_long,
         "_ctxvar": tapset_syscall.context_variable, "_parms": tapset_uprobe.format_parms,
+        "_entry_push": tapset_uprobe.entry_push, "_entry_pop": tapset_uprobe.entry_pop,
     }
     for name, fn in TAPSET_FUNCTIONS.items():
         ns["_b_" + name] = fn

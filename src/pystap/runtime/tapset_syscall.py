@@ -35,7 +35,7 @@ OPEN_FLAGS = (
     (0o40000, "O_DIRECT"), (0o100000, "O_LARGEFILE"), (0o200000, "O_DIRECTORY"), (0o400000, "O_NOFOLLOW"),
     (0o1000000, "O_NOATIME"), (0o2000000, "O_CLOEXEC"), (0o10000000, "O_PATH"),
 )
-ACCESS_MODES = ((4, "R_OK"), (2, "W_OK"), (1, "X_OK"))
+ACCESS_MODES = ((0, "F_OK"), (4, "R_OK"), (2, "W_OK"), (1, "X_OK"))
 
 
 def _raw(c: Any, n: int) -> int:
@@ -70,7 +70,10 @@ def _path(c: Any, n: int) -> str:
 
 
 def _lookup_or(table: tuple[tuple[int, str], ...], value: int) -> str:
-    """SystemTap's ``_stp_lookup_or_str``: matching names joined by ``|``, rest in hex."""
+    """SystemTap's ``_stp_lookup_or_str``: matching names joined by ``|``, rest in hex (0: the
+    name whose value is 0, else ``0x0``)."""
+    if value == 0:
+        return next((name for bit, name in table if bit == 0), "0x0")
     out: list[str] = []
     for bit, name in table:
         if bit & value:
@@ -97,10 +100,28 @@ def _octal(v: int) -> str:
 
 
 def _access_str(mode: int) -> str:
-    return _lookup_or(ACCESS_MODES, mode) if mode else "F_OK"
+    return _lookup_or(ACCESS_MODES, mode)
 
 
-# Per call: local -> how to compute it from the record; "argstr" last, from the locals.
+def _unquoted(c: Any, n: int) -> str:
+    """``user_string_nofault(pointer_arg(n))``."""
+    fields = c.fields or {}
+    text = fields.get(f"$arg{n}_str")
+    return "" if text is None or _raw(c, n) == 0 else str(text)
+
+
+AT_FLAGS = ((0x100, "AT_SYMLINK_NOFOLLOW"), (0x200, "AT_REMOVEDIR"), (0x400, "AT_SYMLINK_FOLLOW"),
+            (0x800, "AT_NO_AUTOMOUNT"), (0x1000, "AT_EMPTY_PATH"))
+
+
+def _open(c: Any, path: int, flags: int, mode: int, dfd: int = 0) -> str:
+    parts = ([_dfd_str(_int(c, dfd))] if dfd else []) + [_path(c, path), open_flag_str(_int(c, flags))]
+    if _int(c, flags) & O_CREAT:
+        parts.append(_octal(_uint(c, mode)))
+    return ", ".join(parts)
+
+
+# Per call: local -> how to compute it from the record (SystemTap's sysc_<call>.stp prologues).
 Local = Callable[[Any], Any]
 SYSCALLS: dict[str, dict[str, Local]] = {
     "read": {"fd": lambda c: _int(c, 1), "buf_uaddr": lambda c: _long(c, 2), "count": lambda c: _long(c, 3),
@@ -108,26 +129,32 @@ SYSCALLS: dict[str, dict[str, Local]] = {
     "write": {"fd": lambda c: _int(c, 1), "buf_uaddr": lambda c: _long(c, 2), "count": lambda c: _long(c, 3),
               "argstr": lambda c: f"{_int(c, 1)}, {_pointer(c, 2)}, {_raw(c, 3)}"},
     "close": {"fd": lambda c: _int(c, 1), "argstr": lambda c: str(_int(c, 1))},
-    "open": {"filename": lambda c: _path(c, 1), "flags": lambda c: _int(c, 2), "mode": lambda c: _uint(c, 3),
-             "argstr": lambda c: ", ".join([_path(c, 1), open_flag_str(_int(c, 2))]
-                                           + ([_octal(_uint(c, 3))] if _int(c, 2) & O_CREAT else []))},
+    "open": {"filename": lambda c: _path(c, 1), "filename_unquoted": lambda c: _unquoted(c, 1),
+             "flags": lambda c: _int(c, 2), "flags_str": lambda c: open_flag_str(_int(c, 2)),
+             "mode": lambda c: _uint(c, 3), "argstr": lambda c: _open(c, 1, 2, 3)},
     "openat": {"dfd": lambda c: _int(c, 1), "dfd_str": lambda c: _dfd_str(_int(c, 1)),
-               "filename": lambda c: _path(c, 2), "flags": lambda c: _int(c, 3),
-               "mode": lambda c: _uint(c, 4),
-               "argstr": lambda c: ", ".join([_dfd_str(_int(c, 1)), _path(c, 2), open_flag_str(_int(c, 3))]
-                                             + ([_octal(_uint(c, 4))] if _int(c, 3) & O_CREAT else []))},
+               "filename": lambda c: _path(c, 2), "filename_unquoted": lambda c: _unquoted(c, 2),
+               "flags": lambda c: _int(c, 3), "flags_str": lambda c: open_flag_str(_int(c, 3)),
+               "mode": lambda c: _uint(c, 4), "argstr": lambda c: _open(c, 2, 3, 4, dfd=1)},
     "execve": {"filename": lambda c: _path(c, 1),
                "argstr": lambda c: f"{_path(c, 1)}, {_pointer(c, 2)}, {_pointer(c, 3)}"},
-    "unlink": {"pathname": lambda c: _path(c, 1), "argstr": lambda c: _path(c, 1)},
+    "unlink": {"pathname_uaddr": lambda c: _long(c, 1), "pathname": lambda c: _path(c, 1),
+               "pathname_unquoted": lambda c: _unquoted(c, 1), "argstr": lambda c: _path(c, 1)},
     "unlinkat": {"dfd": lambda c: _int(c, 1), "dfd_str": lambda c: _dfd_str(_int(c, 1)),
-                 "pathname": lambda c: _path(c, 2), "flag": lambda c: _int(c, 3),
-                 "argstr": lambda c: f"{_dfd_str(_int(c, 1))}, {_path(c, 2)}, "
-                                     f"{'AT_REMOVEDIR' if _int(c, 3) & AT_REMOVEDIR else _int(c, 3)}"},
-    "mkdir": {"pathname": lambda c: _path(c, 1), "mode": lambda c: _uint(c, 2),
+                 "pathname": lambda c: _long(c, 2), "pathname_str": lambda c: _path(c, 2),
+                 "pathname_str_unquoted": lambda c: _unquoted(c, 2), "flag": lambda c: _uint(c, 3),
+                 "flag_str": lambda c: _lookup_or(AT_FLAGS, _uint(c, 3)),
+                 "argstr": lambda c: ", ".join((_dfd_str(_int(c, 1)), _path(c, 2),
+                                                _lookup_or(AT_FLAGS, _uint(c, 3))))},
+    "mkdir": {"pathname_uaddr": lambda c: _long(c, 1), "pathname": lambda c: _path(c, 1),
+              "pathname_unquoted": lambda c: _unquoted(c, 1), "mode": lambda c: _uint(c, 2),
               "argstr": lambda c: f"{_path(c, 1)}, {_octal(_uint(c, 2))}"},
-    "rmdir": {"pathname": lambda c: _path(c, 1), "argstr": lambda c: _path(c, 1)},
-    "chdir": {"path": lambda c: _path(c, 1), "argstr": lambda c: _path(c, 1)},
-    "access": {"pathname": lambda c: _path(c, 1), "mode": lambda c: _int(c, 2),
+    "rmdir": {"pathname": lambda c: _path(c, 1), "pathname_unquoted": lambda c: _unquoted(c, 1),
+              "argstr": lambda c: _path(c, 1)},
+    "chdir": {"path": lambda c: _path(c, 1), "path_unquoted": lambda c: _unquoted(c, 1),
+              "argstr": lambda c: _path(c, 1)},
+    "access": {"pathname": lambda c: _path(c, 1), "pathname_unquoted": lambda c: _unquoted(c, 1),
+               "mode": lambda c: _int(c, 2), "mode_str": lambda c: _access_str(_int(c, 2)),
                "argstr": lambda c: f"{_path(c, 1)}, {_access_str(_int(c, 2))}"},
     "getpid": {"argstr": lambda c: ""},
     "getppid": {"argstr": lambda c: ""},
@@ -193,8 +220,11 @@ def context_variable(c: Any, name: str) -> Any:
 
 
 # local name -> "long" | "string", per call (mirrors pystap.probes.syscall.SYSCALL_LOCALS)
+_STRING_LOCALS = frozenset(("argstr", "filename", "filename_unquoted", "path", "path_unquoted", "dfd_str",
+                            "flags_str", "flag_str", "mode_str", "pathname_str", "pathname_str_unquoted",
+                            "pathname_unquoted"))
 LOCAL_TYPES: dict[str, dict[str, str]] = {
-    call: {local: ("string" if local in ("argstr", "filename", "pathname", "path", "dfd_str") else "long")
-           for local in table}
+    call: {local: "string" if local in _STRING_LOCALS or (local == "pathname" and call != "unlinkat")
+           else "long" for local in table}
     for call, table in SYSCALLS.items()
 }

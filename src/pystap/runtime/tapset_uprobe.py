@@ -200,6 +200,45 @@ def format_parms(c: Any, parms: tuple[tuple[str, str, str | None], ...], pretty:
     return " ".join(out)[: c.session.maxstr]
 
 
+MAX_ENTRY_DEPTH = 1024  # per thread and probe: deeper recursion keeps the newest calls
+MAX_ENTRY_THREADS = 65536
+
+
+def entry_push(c: Any, slot: int, keys: tuple[str, ...]) -> None:
+    """A .return probe's companion entry hit: keep the values captured at the entry, per thread.
+
+    (``_entry_push`` in generated code.)  The stacks live on the session, so
+    recursion pairs each return with its own entry.
+    """
+    stacks = c.session.__dict__.setdefault("entry_stacks", {})
+    fields = c.fields or {}
+    key = (slot, c.tid)
+    stack = stacks.get(key)
+    if stack is None:
+        if len(stacks) >= MAX_ENTRY_THREADS:
+            stacks.clear()  # returns that never came (threads gone): start over rather than grow
+        stack = stacks[key] = []
+    stack.append(tuple(fields.get(k) for k in keys))
+    if len(stack) > MAX_ENTRY_DEPTH:
+        del stack[0]
+
+
+def entry_pop(c: Any, slot: int, keys: tuple[str, ...]) -> None:
+    """The matching return: put the entry's values into this event's fields (``_entry_pop``)."""
+    stacks = c.session.__dict__.get("entry_stacks")
+    stack = stacks.get((slot, c.tid)) if stacks else None
+    if not stack:
+        return  # the call began before the probe was armed: the values stay unknown
+    values = stack.pop()
+    if not stack:
+        del stacks[(slot, c.tid)]
+    fields = c.fields
+    if fields is not None:
+        for k, v in zip(keys, values, strict=True):
+            if v is not None or k.startswith("$u__"):
+                fields[k] = v
+
+
 # ------------------------------------------------------------------ user memory (captured)
 
 

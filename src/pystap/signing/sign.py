@@ -78,8 +78,12 @@ def sign_module_file(
         data = safe_files.read_regular(path, modfile.MAX_MODULE_BYTES)
     except OSError as exc:
         raise SigningError(f"cannot read module {path}: {exc.strerror or exc}") from None
-    sgn = sign_module(data, key, now=now, validity=validity)
-    target = signature_path(path)
+    return write_signature(path, sign_module(data, key, now=now, validity=validity))
+
+
+def write_signature(module_path: str | os.PathLike[str], sgn: bytes) -> Path:
+    """Write ``<module>.sgn`` atomically (mode 0644) through the directory's fd."""
+    target = signature_path(module_path)
     try:
         dir_fd = safe_files.open_dir(target.parent)
         try:

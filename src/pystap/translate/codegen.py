@@ -279,9 +279,12 @@ class CodeGenerator:
             self.emit_function(f)
         for i, p in enumerate(self.script.probes):
             name = f"probe_{i}"
-            self.emit_probe(p, name)
+            self.emit_probe(p, name, i)
             probes.append((p, name, p.family, p.point, self.manifest_params(p)))
-        for j, info in enumerate(self.unread_globals()):
+            entry = self.capture_plan.entry.get(id(p))
+            if entry:
+                probes.append(self.emit_entry_companion(p, i, entry))
+        for j, info in enumerate(()):  # unread-global display: pass 2 builds it (lang/unread.py)
             name = f"probe_display_{j}"
             self.emit_display(info, name)
             probes.append((None, name, "end", "end", {"sequence": 0}))
@@ -367,12 +370,33 @@ class CodeGenerator:
         for py, init in self._locals_of(body, declared, skip):
             em.line(f"{py} = {init}")
 
-    def emit_probe(self, p: A.DerivedProbe, name: str) -> None:
+    def emit_entry_companion(self, p: A.DerivedProbe, slot: int,
+                             entry: list[str]) -> tuple[A.DerivedProbe, str, str, str, dict[str, Any]]:
+        """The hidden entry probe of a .return probe that reads its function's parameters.
+
+        At the return the argument registers are gone, so (as SystemTap's ``@entry``) the values
+        are captured by a uprobe at the entry and handed to the matching return, per thread.
+        """
+        name = f"probe_{slot}_entry"
+        keys = tuple(captures.field_key(spec) for spec in entry)
+        self.em.line(f"def {name}(c):")
+        self.em.line(f"    _entry_push(c, {slot}, {keys!r})")
+        self.em.line("")
+        params = self.manifest_params(p)
+        params.update({"return": False, "fetch": ["comm=$comm:string", *entry]})
+        point = p.point[: -len(".return")] if p.point.endswith(".return") else p.point
+        return p, name, p.family, point, params
+
+    def emit_probe(self, p: A.DerivedProbe, name: str, slot: int = -1) -> None:
         em = self.em
         self.in_function = None
         self.current_probe = p
         em.line(f"def {name}(c):")
         em.indent += 1
+        entry = self.capture_plan.entry.get(id(p))
+        if entry:
+            keys = tuple(captures.field_key(spec) for spec in entry)
+            em.line(f"_entry_pop(c, {slot}, {keys!r})")
         self._prologue(p.body, p.locals, set())
         self._provided(p)
         if p.condition is not None:
@@ -785,6 +809,9 @@ class CodeGenerator:
 
     def assign_expr(self, e: A.Assign) -> str:
         target = e.target
+        if isinstance(target, A.TargetSymbol):
+            raise CodegenError("writing a target variable is not supported by pystap (handlers run after the "
+                               "hit, outside the traced process)", target.tok)
         if e.op == "<<<":
             if isinstance(target, A.ArrayIndex):
                 info = self.ginfo(target.base)
@@ -818,6 +845,9 @@ class CodeGenerator:
         fn = "_add" if e.op == "++" else "_sub"
         undo = "_sub" if e.op == "++" else "_add"
         target = e.operand
+        if isinstance(target, A.TargetSymbol):
+            raise CodegenError("writing a target variable is not supported by pystap (handlers run after the "
+                               "hit, outside the traced process)", target.tok)
         if isinstance(target, A.Symbol):
             info = self.ginfo(target)
             name = info.py if info is not None else self.local_name(target)

@@ -105,21 +105,17 @@ def ensure_signature(
         if identity is not None and _still_good(existing, data, identity, when):
             return target
     key = _signing_key(settings, err)
-    from pystap.signing import SigningError, sign_module
+    from pystap.signing import SigningError
+    from pystap.signing.sign import sign_module, write_signature
 
     try:
         sgn = sign_module(data, key, now=when)
     except SigningError as exc:
         raise SignError(f"cannot sign module {module_path}: {exc}") from None
     try:
-        dir_fd = safe_files.open_dir(target.parent)
-        try:
-            safe_files.write_atomic(dir_fd, target.name, sgn, 0o644)
-        finally:
-            os.close(dir_fd)
-    except OSError as exc:
-        raise SignError(f"cannot write signature {target}: {exc.strerror or exc}") from None
-    return target
+        return write_signature(module_path, sgn)
+    except SigningError as exc:
+        raise SignError(str(exc)) from None
 
 
 def _signing_key(settings: SignSettings, err: TextIO) -> Any:
