@@ -50,6 +50,7 @@ HERE = Path(__file__).resolve().parent
 BASELINE = HERE / "baseline" / "kernel.json"
 GOAL_EVENTS_PER_S = 300_000
 RUN_SECONDS = 2.0
+REAL_RATES = (50_000, 100_000, 200_000, 300_000, 400_000, 500_000, 0)  # counting through pystapd (0: max)
 
 GENERATOR = r"""
 #include <stdio.h>
@@ -326,8 +327,7 @@ def real_path(tfs: tracefs.Tracefs, gen: Path, many: Path, work: Path) -> dict:
         begin_ms = statistics.median(starts)
         setup = [real_setup_teardown(tfs, daemon.socket, pid, m, n, begin_ms)
                  for m, n in ((one, 1), (all200, 200))]
-        counting_runs = [real_counting(daemon.socket, counting, gen, r) for r in (50_000, 100_000, 200_000,
-                                                                                  300_000, 0)]
+        counting_runs = [real_counting(daemon.socket, counting, gen, r) for r in REAL_RATES]
     exact = [r["events_per_s"] for r in counting_runs if r["exact"]]
     max_run = counting_runs[-1]
     side = {"pystapd_generator_ns_per_call": max_run["generator_ns_per_call"]}

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from pathlib import Path
@@ -12,6 +11,7 @@ import pytest
 from conftest import leftovers, run_target
 
 from pystap import modfile
+from pystap.eventwire import decode_events
 from pystap.kernel import KernelError
 from pystap.kernel.installer import KernelInstaller, sid_for, wire_fields
 from pystap.kernel.tracefs import Tracefs
@@ -25,7 +25,7 @@ def fake_session(privilege: str, probes: list[modfile.ProbeEntry]) -> SimpleName
     teardowns: list = []
     module = SimpleNamespace(privilege=privilege, probes=tuple(probes))
     return SimpleNamespace(id=next(_ids), module=module, peer=SimpleNamespace(pid=os.getpid(), uid=0),
-                           send_events=records.extend, own=lambda what, fn: teardowns.append(fn),
+                           send_events=records.append, own=lambda what, fn: teardowns.append(fn),
                            records=records, teardowns=teardowns)
 
 
@@ -46,17 +46,19 @@ def test_stapdev_session_streams_wire_records(tfs: Tracefs, target: Path) -> Non
         assert len(s.teardowns) == 1
         run_target(target, "2")
         deadline = time.monotonic() + 3
-        while len(s.records) < 4 and time.monotonic() < deadline:
+        while len(decode_events(s.records)) < 4 and time.monotonic() < deadline:
             time.sleep(0.02)
     finally:
         for fn in s.teardowns:
             fn()
         inst.close()
     assert leftovers(tfs, sid_for(s.id)) == []
-    decoded = sorted(((pid, ts, json.loads(data)) for pid, ts, data in s.records), key=lambda r: r[1])
-    assert [(pid, f.get("$arg2"), f.get("$return")) for pid, _, f in decoded] == [
+    decoded = decode_events(s.records)  # packed rows (one schema per probe), in time order
+    assert [ts for _, ts in sorted((f["timestamp_ns"], i) for i, (_, f) in enumerate(decoded))] == list(
+        range(len(decoded)))
+    assert [(pid, f.get("$arg2"), f.get("$return")) for pid, f in decoded] == [
         (1, 0, None), (2, None, 0), (1, 1, None), (2, None, 1)]
-    assert all(f["comm"] == "target" and f["pid"] > 0 and f["tid"] > 0 for _, _, f in decoded)
+    assert all(f["comm"] == "target" and f["pid"] > 0 and f["tid"] > 0 for _, f in decoded)
 
 
 def test_refusal_leaves_nothing(tfs: Tracefs) -> None:

@@ -336,3 +336,43 @@ def test_malformed_entries_are_refused_cleanly(tfs: Tracefs, sid: str, entry) ->
     with pytest.raises(KernelError, match="invalid probe id|malformed manifest entry"):
         ks.install([entry])
     assert leftovers(tfs, sid) == []
+
+
+def collect_encoded(reader, want: int, timeout: float = 2.0) -> tuple[list[Any], list[tuple[int, dict]]]:
+    """What pystapd's pump sends: (decoded items, (probe_id, wire fields) pairs)."""
+    from pystap import eventwire
+    from pystap.kernel.installer import json_adder
+
+    encoder = eventwire.Encoder()
+    decoder = eventwire.Decoder()
+    items: list[Any] = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and sum(len(i) if isinstance(i, eventwire.Rows) else 1
+                                              for i in items) < want:
+        reader.read_encoded(encoder, json_adder(encoder, None), 0.05)
+        for payload in encoder.payloads():
+            items += decoder.decode(payload)
+    flat = [(p, f) for i in items for p, f in (
+        [(i.probe_id, i.fields(r)) for r in i.rows] if isinstance(i, eventwire.Rows) else [i])]
+    return items, flat
+
+
+def test_encoded_rows_filter_a_pid_target_in_the_reader(session: KernelSession, target: Path) -> None:
+    """The daemon's path: a pid-target uprobe travels as packed rows, other processes filtered out."""
+    from pystap import eventwire
+
+    (entry,) = entries_for(target, "process.function", {"process": str(target), "function": "add",
+                                                        "_names": ["process", "function"]})
+    mine = subprocess.Popen([str(target), "3", "w"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        entry["params"].update({"target": "pid", "pid": mine.pid})
+        reader = session.install([entry])
+        run_target(target, "5")  # another process running the same binary
+        assert mine.communicate("go\n", timeout=10)[0] == "3\n"
+    finally:
+        mine.kill() if mine.poll() is None else None
+        mine.wait()
+    items, events = collect_encoded(reader, 3, timeout=1.0)
+    assert items and all(isinstance(i, eventwire.Rows) for i in items)
+    assert [(p, f["pid"], f["tid"], f["$arg2"], f["comm"]) for p, f in events] == [
+        (1, mine.pid, mine.pid, n, "target") for n in range(3)]

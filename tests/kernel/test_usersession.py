@@ -279,10 +279,10 @@ def test_follows_processes_the_user_starts_later(tfs: Tracefs, sid: str, shared_
 
 def test_installer_stapusr_session(tfs: Tracefs, shared_dir: Path) -> None:
     """The daemon installer attaches a stapusr session to its -c/-x targets and streams gated records."""
-    import json
     from types import SimpleNamespace
 
     from pystap import modfile
+    from pystap.eventwire import decode_events
     from pystap.kernel.installer import KernelInstaller, sid_for
 
     plain = shared_dir / "plain"
@@ -292,7 +292,7 @@ def test_installer_stapusr_session(tfs: Tracefs, shared_dir: Path) -> None:
     teardowns: list = []
     session = SimpleNamespace(
         id=987_654, peer=SimpleNamespace(pid=os.getpid(), uid=NOBODY), targets=(client.pid,),
-        send_events=records.extend,
+        send_events=records.append,
         own=lambda what, fn: teardowns.append(fn),
         module=SimpleNamespace(privilege="stapusr", probes=(modfile.ProbeEntry(
             id=1, family="process.function", point="p", handler="h", params=entry["params"]),)))
@@ -302,7 +302,7 @@ def test_installer_stapusr_session(tfs: Tracefs, shared_dir: Path) -> None:
         inst(session)
         assert finish(client) == "1\n"
         deadline = time.monotonic() + 3
-        while len(records) < 2 and time.monotonic() < deadline:
+        while len(decode_events(records)) < 2 and time.monotonic() < deadline:
             time.sleep(0.02)
     finally:
         for fn in teardowns:
@@ -310,7 +310,7 @@ def test_installer_stapusr_session(tfs: Tracefs, shared_dir: Path) -> None:
         inst.close()
         client.kill() if client.poll() is None else None
         client.wait()
-    fields = [json.loads(data) for _, _, data in records]
+    fields = [f for _, f in decode_events(records)]
     assert [(f["$arg1"], f["$arg2"], f["pid"], f["euid"]) for f in fields] == [
         (0, 0, client.pid, NOBODY), (0, 1, client.pid, NOBODY)]
     assert leftovers(tfs, sid_for(987_654)) == []

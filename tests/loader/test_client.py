@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import io
 import os
 import shutil
 import signal
+import socket
+import struct
 import subprocess
 import sys
 import time
@@ -12,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from pystap import modfile, signing
-from pystap.loader import client
+from pystap import eventwire, modfile, signing
+from pystap.loader import client, protocol
 from pystap.loader.ladder import MSG_ALTERED
 from pystap.privilege import PR_ALL, PR_NONE, PR_STAPSYS, PR_STAPUSR
 
@@ -238,3 +241,29 @@ def test_blessed_directory_itself_must_be_root_owned_and_not_world_writable(owne
         )
     finally:
         shutil.rmtree(base, ignore_errors=True)
+
+
+
+@pytest.mark.parametrize("payload", [
+    b"\x02\x00\x07\x00\x00\x00\x01\x00\x00\x00\x00",  # rows of a schema never defined
+    b"\x03\x00\x01\x00\x00\x00\x00\x00\x00\x00\x02[]",  # a schema that is not an object
+    b"\x01\x00\x00\x00\x00\x00\x01\x00\x00\x00\x05abcde",  # a truncated JSON record
+])
+def test_a_malformed_event_stream_ends_with_a_warning(payload):
+    """What pystapd sends is checked too: a bad EVENTS frame stops the stream, never the client."""
+    ours, theirs = socket.socketpair()
+    try:
+        good = eventwire.Encoder()
+        good.define(1, 3, [("$a", "q")])
+        good.add((1, 1, struct.pack(eventwire.row_format(["q"]), 1, 2, 0, 2, 42)))
+        for body in (*good.payloads(), payload):
+            protocol.send_frame(theirs, protocol.FrameType.EVENTS, body)
+        err = io.StringIO()
+        events = client.DaemonEvents(ours, err)
+        (rows,) = events.read_batch()
+        assert [rows.fields(r) for r in rows.rows] == [{"$a": 42, "pid": 2, "cpu": 0, "tid": 2, "timestamp_ns": 1}]
+        assert events.read_batch() == []
+        assert "lost the event stream from pystapd" in err.getvalue()
+    finally:
+        ours.close()
+        theirs.close()

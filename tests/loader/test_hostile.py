@@ -74,7 +74,8 @@ def answer(sock: socket.socket) -> tuple[FrameType | None, dict]:
 
 
 def load_request(**overrides) -> dict:
-    request = {"op": "load", "protocol": 1, "module": "fd", "path": "/x.stapmod", "signature": "none"}
+    request = {"op": "load", "protocol": protocol.PROTOCOL_VERSION, "module": "fd", "path": "/x.stapmod",
+               "signature": "none"}
     request.update(overrides)
     return request
 
@@ -105,7 +106,8 @@ def test_malformed_frames_get_an_error(clean, raw, message):
 @pytest.mark.parametrize(
     ("request_fields", "message"),
     [
-        ({"protocol": 2}, "unsupported protocol version"),
+        ({"protocol": 1}, "unsupported protocol version"),  # JSON-only EVENTS: a client from before v2
+        ({"protocol": 99}, "unsupported protocol version"),
         ({"module": "url"}, "module/signature source"),
         ({"surprise": 1}, "unknown request field 'surprise'"),
         ({"module": "bytes", "module_size": 10**9}, "over the limit of 100000 bytes"),

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from pystap import modfile
-from pystap.loader import client, config, daemon
+from pystap.loader import client, config, daemon, protocol
 from pystap.loader.daemon import Daemon, RequestError, parse_targets, refuse_kernel_probes
 
 from .conftest import make_module
@@ -63,7 +63,8 @@ class FakeInstaller:
         session.warnings.append("probe #1: the kernel cannot probe the instruction at this address (ENOTSUPP)")
 
         def sync() -> None:
-            session.send_events([(1, 10, b'{"pid":4,"$b":1}'), (1, 11, b'{"pid":4,"$b":2}')])
+            session.send_events(protocol.encode_events([(1, 10, b'{"pid":4,"$b":1}'),
+                                                        (1, 11, b'{"pid":4,"$b":2}')]))
             session.send_synced()
 
         def teardown() -> None:
@@ -137,7 +138,7 @@ def test_events_streamed_during_install_follow_the_grant(service) -> None:
     d, _installer, base = service
 
     def eager(session) -> None:
-        sender = threading.Thread(target=session.send_events, args=([(1, 5, b'{"pid":9}')],))
+        sender = threading.Thread(target=session.send_events, args=(protocol.encode_events([(1, 5, b'{"pid":9}')]),))
         sender.start()
         sender.join(0.2)  # it would have been sent by now, were it not for the daemon's ordering
 

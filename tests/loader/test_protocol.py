@@ -1,5 +1,6 @@
 """Framing: limits are checked before allocation, fds travel with their frame."""
 
+import json
 import os
 import socket
 
@@ -7,6 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from pystap import eventwire
 from pystap.loader import protocol
 from pystap.loader.protocol import FrameType, ProtocolError
 
@@ -89,15 +91,18 @@ def test_arbitrary_bytes_never_escape_as_anything_but_protocol_errors(data):
         b.close()
 
 
-@given(st.lists(st.tuples(st.integers(0, 2**32 - 1), st.integers(0, 2**64 - 1), st.binary(max_size=40)),
-                max_size=20))
-def test_event_records_round_trip(records):
-    assert list(protocol.decode_events(protocol.encode_events(records))) == records
+_JSON_OBJECTS = st.dictionaries(st.text(max_size=8), st.integers(-2**63, 2**63 - 1) | st.text(max_size=12),
+                                max_size=4)
+
+
+@given(st.lists(st.tuples(st.integers(0, 2**31 - 1), st.integers(0, 2**64 - 1), _JSON_OBJECTS), max_size=20))
+def test_json_event_records_round_trip(records):
+    payload = protocol.encode_events([(p, t, json.dumps(f).encode()) for p, t, f in records])
+    assert eventwire.decode_events([payload]) == [(p, {"timestamp_ns": t, **f}) for p, t, f in records]
 
 
 def test_truncated_event_records():
-    payload = protocol.encode_events([(1, 2, b"abcd")])
-    with pytest.raises(ProtocolError):
-        list(protocol.decode_events(payload[:-1]))
-    with pytest.raises(ProtocolError):
-        list(protocol.decode_events(payload[:5]))
+    payload = protocol.encode_events([(1, 2, b'{"a":1}')])
+    for cut in (payload[:-1], payload[:5], payload + b"\0"):
+        with pytest.raises(eventwire.WireError):
+            eventwire.Decoder().decode(cut)

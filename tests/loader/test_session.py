@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from pystap import modfile
+from pystap import eventwire, modfile
 from pystap.loader import protocol
 from pystap.loader.client import request_grant
 from pystap.loader.config import DaemonConfig
@@ -76,9 +76,9 @@ def test_installed_objects_are_torn_down_when_the_client_leaves(in_process):
     daemon, module, events = in_process
     grant = request_grant(str(module), daemon.config.socket)
     assert grant.rule == "root"
-    events["send"]([(0, 123, b"payload")])
+    events["send"](protocol.encode_events([(0, 123, b'{"x":1}')]))
     frame = protocol.recv_frame(grant.conn, {FrameType.EVENTS: 1 << 20})
-    assert list(protocol.decode_events(frame.payload)) == [(0, 123, b"payload")]
+    assert eventwire.decode_events([frame.payload]) == [(0, {"x": 1, "timestamp_ns": 123})]
     assert not events["torn_down"].is_set()
     grant.close(0)
     assert events["torn_down"].wait(5)
@@ -106,7 +106,7 @@ def test_kernel_events_reach_the_handlers_in_the_client(in_process, tmp_path):
             "    _b_exit(c)\n")
     module = tmp_path / "k.stapmod"
     module.write_bytes(make_module("stapusr", probes=(probe,), code=code))
-    events["emit"] = [(7, 99, b'{"n": 5, "pid": 4242}')]
+    events["emit"] = protocol.encode_events([(7, 99, b'{"n": 5, "pid": 4242}')])
     result = subprocess.run([sys.executable, "-m", "pystap.cli.staprun", "--socket", str(daemon.config.socket),
                              str(module)], capture_output=True, text=True, check=False, timeout=30)
     assert (result.returncode, result.stdout, result.stderr) == (0, "event n=5 pid=4242\n", "")

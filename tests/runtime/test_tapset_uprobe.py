@@ -144,3 +144,15 @@ def test_syscall_locals_follow_the_tapset(c: Context) -> None:
     assert syscalls.context_variable(c, "argstr") == '"/etc", F_OK'
     c.fields = {"$arg1": 0, "$arg2": 6}
     assert syscalls.context_variable(c, "argstr") == "0x0, R_OK|W_OK"
+
+
+@pytest.mark.parametrize(("point", "expected"), [
+    ('process("/bin/x").function("work@/src/x.c:2")', "work"),
+    ('process("/bin/x").function("work").return', "work"),
+    ('process("/bin/x").statement("loop@x.c:7")', "loop"),
+    ('process("/bin/x").mark("tick")', ""),
+    ("begin", ""),
+])
+def test_ppfunc_is_parsed_from_the_probe_point(c: Context, point: str, expected: str) -> None:
+    c.pp = point
+    assert context.ppfunc(c) == expected

@@ -7,13 +7,15 @@ module's privilege: a tracefs instance (:class:`KernelSession`) for
 stapsys/stapdev, per-process perf events behind the euid gates
 (:class:`UserSession`) for stapusr, attached to the client process (so a
 ``-c CMD`` it starts is followed by inheritance) and following the user's
-new processes.  A reader thread turns events into the wire records
-``(probe_id, timestamp_ns, JSON fields)`` the client's runtime expects:
-context as ``pid tid cpu comm`` (and ``uid euid`` where the gate proves
-them), the probe's values as ``$name`` target variables.
+new processes.  A reader thread turns events into EVENTS payloads
+(:mod:`pystap.eventwire`): a probe whose records all look alike (a uprobe,
+a plain tracepoint) is described once by a schema and each hit is a packed
+row; other records are JSON objects.  Either way the client's runtime gets
+context as ``pid tid cpu`` (and ``uid euid`` where the gate proves them),
+``comm`` and the probe's values as ``$name`` target variables.
 
 Duck-typed on the session (``id``, ``module``, ``peer.pid``, ``peer.uid``,
-``send_events``, ``own``; optional ``targets``, ``warnings``, ``lost``) so
+``send_events(payload)``, ``own``; optional ``targets``, ``warnings``, ``lost``) so
 that the root-side kernel library does not import the loader.
 """
 
@@ -24,16 +26,18 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Collection, Iterator
+from collections.abc import Callable, Collection, Iterator
 from typing import Any
 
+from pystap import eventwire
 from pystap.kernel.session import KernelError, KernelSession
 from pystap.kernel.tracefs import Tracefs
 from pystap.kernel.usersession import SharedGates, UserSession
 from pystap.privilege import Level
 
 USER_SIDE_FAMILIES = frozenset({"begin", "end", "error", "never", "timer"})
-MAX_BATCH = 4096
+PAYLOAD_BYTES = 1 << 20  # one EVENTS frame (the client accepts up to 4 MiB)
+BATCH_S = 0.005  # the reader's pause between reads that found the buffers empty (latency bound)
 log = logging.getLogger("pystapd")
 
 
@@ -45,17 +49,6 @@ def sid_for(session_id: int, daemon_pid: int | None = None) -> str:
     e.g. a test's and the system's, never share a group).
     """
     return f"d{daemon_pid if daemon_pid is not None else os.getpid()}s{session_id}"
-
-
-def _wire_key(key: str) -> str | None:
-    """The client's name of a decoded field (None: context the reader adds, not sent as is)."""
-    if key.startswith("_"):
-        return None
-    if key == "comm":
-        return "comm"
-    if key == "retval":
-        return "$return"
-    return "$" + (key[2:] if key.startswith("v_") else key)
 
 
 _WIRE_KEYS: dict[str, str | None] = {}
@@ -74,7 +67,7 @@ def wire_fields(fields: dict[str, Any], *, uid: int | None = None) -> dict[str, 
     for key, value in fields.items():
         wire = keys.get(key, "")
         if wire == "":
-            wire = _wire_key(key)
+            wire = eventwire.field_name(key)
             if len(keys) < 4096:  # field names come from manifests: bounded, but not trusted
                 keys[key] = wire
         if wire is None:
@@ -83,9 +76,13 @@ def wire_fields(fields: dict[str, Any], *, uid: int | None = None) -> dict[str, 
     return out
 
 
-def wire_record(probe_id: int, fields: dict[str, Any], uid: int | None) -> tuple[int, int, bytes]:
-    """``(probe_id, timestamp_ns, JSON)``: one EVENTS record."""
-    return probe_id, fields.get("_time", 0), _encode(wire_fields(fields, uid=uid)).encode()
+def json_adder(encoder: eventwire.Encoder, uid: int | None) -> Callable[[tuple[int, dict[str, Any]]], None]:
+    """``add((probe_id, fields))``: one decoded event as a self-describing (JSON) record."""
+    def add(event: tuple[int, dict[str, Any]]) -> None:
+        probe_id, fields = event
+        encoder.json(probe_id, fields.get("_time", 0), _encode(wire_fields(fields, uid=uid)).encode())
+
+    return add
 
 
 class KernelInstaller:
@@ -96,9 +93,10 @@ class KernelInstaller:
     spare, consulted at the moment each object is examined.
     """
 
-    def __init__(self, tfs: Tracefs, *, poll_s: float = 0.05) -> None:
+    def __init__(self, tfs: Tracefs, *, poll_s: float = 0.05, batch_s: float = BATCH_S) -> None:
         self.tfs = tfs
         self.poll_s = poll_s
+        self.batch_s = batch_s
         self._gates: SharedGates | None = None
         self._lock = threading.Lock()
         self._live: set[str] = set()
@@ -155,29 +153,52 @@ class KernelInstaller:
         stop = threading.Event()
         syncs = {"wanted": 0, "done": 0}  # sync requests (the daemon's thread) and answers (the pump's)
 
+        # Events travel as schema rows where the reader can (see pystap.eventwire), else as JSON.
+        encoder = eventwire.Encoder(limit=PAYLOAD_BYTES)
+        add_json = json_adder(encoder, uid)
+        read_encoded = getattr(reader, "read_encoded", None)
+
+        nudge = threading.Event()  # a sync request or the stop: end the pump's batching pause
+
         def request_sync() -> None:
             syncs["wanted"] += 1
+            nudge.set()
+
+        def read(timeout: float) -> bool:
+            """Encode what the kernel holds now; True when a page limit stopped the read short."""
+            if read_encoded is None:
+                for event in reader.read(timeout):
+                    add_json(event)
+                return False
+            read_encoded(encoder, add_json, timeout)
+            return bool(getattr(reader, "more", False))
 
         def pump() -> None:
+            more = False
             while not stop.is_set():
+                nudge.clear()
                 wanted = syncs["wanted"]  # a drain that starts after the request covers it
+                syncing = wanted > syncs["done"]
                 try:
-                    events = reader.read(0 if wanted > syncs["done"] else self.poll_s)
+                    more = read(0 if syncing or more else self.poll_s)
                 except (OSError, ValueError) as exc:
                     log.error("session %s: reading kernel events failed: %s", session.id, exc)
                     return
                 try:
-                    for i in range(0, len(events), MAX_BATCH):
-                        records = [wire_record(pid, f, uid) for pid, f in events[i:i + MAX_BATCH]]
+                    for payload in encoder.payloads():
                         if session.send_events is not None:
-                            session.send_events(records)
-                    if wanted > syncs["done"]:
+                            session.send_events(payload)
+                    if syncing and not more:
                         syncs["done"] = wanted
                         send_synced = getattr(session, "send_synced", None)
                         if send_synced is not None:
                             send_synced()
                 except OSError:
                     return
+                if not more:
+                    # Let events gather for a moment: a batch costs about the same to read, frame
+                    # and dispatch whether it holds 10 events or 2,000 (latency <= batch_s).
+                    nudge.wait(self.batch_s)
 
         if hasattr(session, "sync"):
             session.sync = request_sync
@@ -194,6 +215,7 @@ class KernelInstaller:
 
         def teardown() -> None:
             stop.set()
+            nudge.set()
             thread.join(5)
             lost = reader.lost()
             if hasattr(session, "lost"):
@@ -244,4 +266,4 @@ class _LiveSids(Collection[str]):
             return len(self._installer._live)
 
 
-__all__ = ["KernelError", "KernelInstaller", "sid_for", "wire_fields"]
+__all__ = ["KernelError", "KernelInstaller", "json_adder", "sid_for", "wire_fields"]

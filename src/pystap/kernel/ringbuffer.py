@@ -105,6 +105,11 @@ class EventFormat:
     def size(self) -> int:
         return self._struct.size
 
+    @property
+    def unpack_from(self) -> Callable[..., tuple[Any, ...]]:
+        """``unpack_from(buf, offset)``: the record's kept fields as a tuple, in offset order."""
+        return self._struct.unpack_from
+
     def decode(self, payload: bytes | memoryview) -> dict[str, Any] | None:
         """Field values of one record (None when the record is too short)."""
         return self.decode_from(payload, 0, len(payload))
@@ -317,6 +322,7 @@ class RawReader:
         self.current_cpu = -1  # the CPU whose record ``sink`` is being called for
         self.page_size = page_size
         self.stats = PageStats()
+        self.last_pages = 0  # pages the last drain read (== its max_pages: more may be waiting)
         self._epoll = select.epoll()
         for fd in self.fds:
             self._epoll.register(fd, select.EPOLLIN)
@@ -367,6 +373,7 @@ class RawReader:
                 busy += 1
             if events:
                 per_cpu.append(events)
+        self.last_pages = pages
         for ts, type_id, buf, start, stop, cpu in (per_cpu[0] if len(per_cpu) == 1
                                                   else heapq.merge(*per_cpu, key=_first)):
             self.current_cpu = cpu

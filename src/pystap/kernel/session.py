@@ -22,14 +22,17 @@ import gc
 import os
 import re
 import stat
+import struct
 import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from pystap import eventwire
 from pystap.kernel import elfcheck, syscallstrings, tracepoints, uprobes
 from pystap.kernel.ringbuffer import (
+    COMMON_SKIP,
     CpuStats,
     EventFormat,
     FormatError,
@@ -50,6 +53,8 @@ _SID = re.compile(r"[A-Za-z0-9]{1,32}")
 _BUILD_ID = re.compile(r"(?:[0-9a-f]{2}){0,64}")
 
 Event = tuple[int, dict[str, Any]]
+# Pages one encoded read takes at most (1 MiB of records: a bounded EVENTS payload).
+MAX_READ_PAGES = 256
 
 
 class KernelError(RuntimeError):
@@ -117,6 +122,73 @@ def _event_time(event: Event) -> int:
     return event[1]["_time"]
 
 
+def packable(d: _Dispatch) -> int | None:
+    """The probe id when the records of ``d``'s event go, unchanged, to that one probe (no
+    Python mapper or process tracking, at most a test of the hitting pid: :func:`pid_test`):
+    its records can travel as schema rows."""
+    if len(d.uses) != 1 or d.tracker_kind:
+        return None
+    probe_id, use = d.uses[0]
+    if use is not None and (use.mapper is not None or (use.predicate is not None
+                                                       and use.pid_predicate is None)):
+        return None
+    return probe_id
+
+
+def pid_test(d: _Dispatch) -> Callable[[int], bool] | None:
+    """The test a :func:`packable` event's hitting process (tgid) must pass (None: all pass)."""
+    use = d.uses[0][1]
+    return use.pid_predicate if use is not None else None
+
+
+@dataclass
+class RowPlan:
+    """How the records of one kernel event become schema rows (``eventwire``).
+
+    ``unpack`` reads the thread id and the fixed-size fields the client gets
+    (everything else in the record is skipped as padding, so no byte the
+    schema does not name is ever copied); ``strings`` are the record offsets
+    of its ``__data_loc`` strings, sent last, as string-table indexes.
+    """
+
+    fields: list[tuple[str, str]]
+    unpack: Callable[[bytes, int], tuple[Any, ...]]
+    min_size: int
+    strings: tuple[int, ...]
+
+
+def row_plan(fmt: EventFormat) -> RowPlan:
+    """The :class:`RowPlan` of one event format (field names as the handler reads them)."""
+    fixed: list[Any] = []
+    strings: list[Any] = []
+    skip = set(COMMON_SKIP)
+    for f in sorted(fmt.fields, key=lambda x: x.offset):
+        if f.name == "common_pid" or f.name in COMMON_SKIP:
+            continue
+        if eventwire.field_name(f.name) is None or f.kind == "data_loc":
+            skip.add(f.name)
+        (strings if f.kind == "data_loc" else fixed).append(f)
+    fields: list[tuple[str, str]] = []
+    for f in fixed:
+        name = eventwire.field_name(f.name)
+        if name is None:
+            continue
+        if f.kind == "int":
+            code = {1: "b", 2: "h", 4: "i", 8: "q"}[f.size]
+            fields.append((name, code if f.signed else code.upper()))
+        else:
+            fields.append((name, ("c" if f.kind == "chars" else "x") + str(f.size)))
+    offsets = []
+    for f in strings:
+        name = eventwire.field_name(f.name)
+        if name is not None:
+            fields.append((name, "s"))
+            offsets.append(f.offset)
+    wire = EventFormat(fmt.id, fmt.name, fmt.fields, frozenset(skip), {"common_pid": "_tid"})
+    min_size = max([wire.size, *(off + 4 for off in offsets)])
+    return RowPlan(fields, wire.unpack_from, min_size, tuple(offsets))
+
+
 class EventReader:
     """Decoded events of one session: ``read(timeout) -> [(probe_id, fields)]``.
 
@@ -138,6 +210,8 @@ class EventReader:
         self._tgids: dict[int, int] = {}
         self.delivered = 0
         self.unknown = 0
+        self._wire: tuple[eventwire.Encoder, Callable[..., None]] | None = None
+        self.more = False  # the last read_encoded stopped at its page limit: call again at once
 
     def _tgid(self, tid: int) -> int:
         tgid = self._tgids.get(tid)
@@ -167,7 +241,7 @@ class EventReader:
         gc_was_enabled = gc.isenabled()
         gc.disable()
         try:
-            busy = self._raw.drain(self._make_sink(out), ordered=ordered)
+            busy = self._raw.drain(self._make_sink(out.append), ordered=ordered)
             if self._strings is not None and self._strings.drain(out.append):
                 busy += 2
             if busy > 1 and not ordered:
@@ -178,12 +252,77 @@ class EventReader:
         self.delivered += len(out)
         return out
 
-    def _make_sink(self, out: list[Event]) -> Callable[[int, int, bytes, int, int], None]:
+    def read_encoded(self, encoder: eventwire.Encoder, generic: Callable[[Event], None],
+                     timeout: float = 0.0, max_pages: int = MAX_READ_PAGES) -> int:
+        """Like :meth:`read`, straight into ``encoder``: returns how many events were added.
+
+        Events of a :func:`packable` kind become schema rows without any
+        per-event dict; the others are decoded as :meth:`read` does and
+        handed to ``generic`` (which adds them to the encoder, e.g. as JSON),
+        in time order with the rows.  ``encoder`` must be the same on every
+        call (its schemas are defined on the first).
+        """
+        if timeout > 0:
+            self._raw.poll(timeout)
+        if self._wire is None or self._wire[0] is not encoder:
+            self._wire = (encoder, self._wire_sink(encoder, generic))
+        sink = self._wire[1]
+        before = len(encoder)
+        ordered = bool(self._tracker.paths)
+        gc_was_enabled = gc.isenabled()
+        gc.disable()
+        try:
+            busy = self._raw.drain(sink, ordered=ordered, max_pages=max_pages)
+            self.more = self._raw.last_pages >= max_pages
+            if self._strings is not None:
+                strings: list[Event] = []
+                if self._strings.drain(strings.append):
+                    busy += 2
+                    for event in strings:
+                        generic(event)
+            if busy > 1 and not ordered:
+                encoder.sort()
+        finally:
+            if gc_was_enabled:
+                gc.enable()
+        added = len(encoder) - before
+        self.delivered += added
+        return added
+
+    def _wire_sink(self, encoder: eventwire.Encoder,
+                   generic: Callable[[Event], None]) -> Callable[[int, int, bytes, int, int], None]:
+        """The page sink of :meth:`read_encoded`: one row encoder per packable event type."""
+        generic_sink = self._make_sink(generic)
+        tgid_cache = self._tgids
+        tgid = self._tgid
+        raw = self._raw
+        u32 = eventwire.U32_LE.unpack_from
+        rows: dict[int, Callable[[int, int, bytes, int, int], None]] = {}
+        for type_id, d in sorted(self._dispatch.items()):
+            probe_id = packable(d)
+            if probe_id is None:
+                continue
+            plan = row_plan(d.fmt)
+            sid = len(rows) + 1
+            try:
+                encoder.define(sid, probe_id, plan.fields)
+            except ValueError:  # not expressible as a schema (e.g. a huge array): JSON records
+                continue
+            rows[type_id] = _row_encoder(type_id, sid, plan, pid_test(d), generic_sink, encoder, u32,
+                                         tgid_cache, tgid, raw, self)
+        if len(rows) == 1:  # the usual case: one call per event, straight into the encoder
+            return next(iter(rows.values()))
+
+        def sink(type_id: int, ts: int, buf: bytes, start: int, stop: int) -> None:
+            (rows.get(type_id) or generic_sink)(type_id, ts, buf, start, stop)
+
+        return sink
+
+    def _make_sink(self, append: Callable[[Event], None]) -> Callable[[int, int, bytes, int, int], None]:
         dispatch = self._dispatch
         tgid_cache = self._tgids
         tgid = self._tgid
         tracker = self._tracker
-        append = out.append
         raw = self._raw
 
         # Per event type: (decoder, the only probe id when it is a plain uprobe, dispatch).
@@ -228,6 +367,94 @@ class EventReader:
 
     def close(self) -> None:
         self._raw.close()
+
+
+def string_index(encoder: eventwire.Encoder, buf: bytes, start: int, stop: int, offset: int) -> int:
+    """The string-table index of the ``__data_loc`` string at ``offset`` of the record
+    ``buf[start:stop]``: 0 (none) for a fetch that faulted, "" when it points outside."""
+    loc = eventwire.U32_LE.unpack_from(buf, start + offset)[0]
+    length = loc >> 16
+    if length == 0:  # a fetch that faulted (a real string has its NUL): none
+        return 0
+    first = start + (loc & 0xFFFF)
+    if first + length > stop:
+        return encoder.intern(b"")
+    return encoder.intern(buf[first:first + length])
+
+
+def _row_encoder(type_id: int, sid: int, plan: RowPlan, test: Callable[[int], bool] | None,
+                 other: Callable[[int, int, bytes, int, int], None],
+                 encoder: eventwire.Encoder, u32: Callable[[bytes, int], tuple[int]],
+                 tgid_cache: dict[int, int], tgid: Callable[[int], int], raw: RawReader, reader: EventReader
+                 ) -> Callable[[int, int, bytes, int, int], None]:
+    """The page sink for one event type (records of other types go to ``other``): unpack,
+    pack, add.  This is the hot path of the daemon, hence three near-identical bodies."""
+    my_type = type_id
+    add, intern, interned = encoder.add, encoder.intern, encoder.interned
+    pack = struct.Struct(eventwire.row_format(code for _, code in plan.fields)).pack
+    unpack = plan.unpack
+    min_size = plan.min_size
+
+    if not plan.strings:
+        def encode(type_id: int, ts: int, buf: bytes, start: int, stop: int) -> None:
+            if type_id != my_type:
+                other(type_id, ts, buf, start, stop)
+                return
+            if stop - start < min_size:
+                reader.unknown += 1
+                return
+            v = unpack(buf, start)
+            tid = v[0]
+            pid = tgid_cache.get(tid) or tgid(tid)
+            if test is not None and not test(pid):
+                return
+            add((ts, sid, pack(ts, pid, raw.current_cpu, *v)))
+    elif len(plan.strings) == 1:
+        (off,) = plan.strings
+
+        def encode(type_id: int, ts: int, buf: bytes, start: int, stop: int) -> None:
+            if type_id != my_type:
+                other(type_id, ts, buf, start, stop)
+                return
+            if stop - start < min_size:
+                reader.unknown += 1
+                return
+            v = unpack(buf, start)
+            tid = v[0]
+            pid = tgid_cache.get(tid) or tgid(tid)
+            if test is not None and not test(pid):
+                return
+            loc = u32(buf, start + off)[0]
+            length = loc >> 16
+            if length == 0:
+                index = 0
+            else:
+                first = start + (loc & 0xFFFF)
+                if first + length > stop:
+                    index = intern(b"")
+                else:
+                    text = buf[first:first + length]
+                    index = interned(text) or intern(text)
+            add((ts, sid, pack(ts, pid, raw.current_cpu, *v, index)))
+    else:
+        offsets = plan.strings
+
+        def encode(type_id: int, ts: int, buf: bytes, start: int, stop: int) -> None:
+            if type_id != my_type:
+                other(type_id, ts, buf, start, stop)
+                return
+            if stop - start < min_size:
+                reader.unknown += 1
+                return
+            v = unpack(buf, start)
+            tid = v[0]
+            pid = tgid_cache.get(tid) or tgid(tid)
+            if test is not None and not test(pid):
+                return
+            indexes = [string_index(encoder, buf, start, stop, off) for off in offsets]
+            add((ts, sid, pack(ts, pid, raw.current_cpu, *v, *indexes)))
+
+    return encode
 
 
 class KernelSession:

@@ -91,6 +91,9 @@ class TracepointUse:
     predicate: Predicate | None = None
     mapper: Mapper | None = None
     follows_path: str = ""
+    # When ``predicate`` only tests the hitting process (``_pid``): that test, on the pid alone
+    # (lets the reader filter records it never turns into dicts).
+    pid_predicate: Callable[[int], bool] | None = None
 
 
 def _quoted_path(path: Any) -> str:
@@ -105,19 +108,27 @@ def _pid(value: Any) -> int:
     return value
 
 
-def _target_predicate(params: Fields, tracker: ProcessTracker, pid_key: str) -> tuple[Predicate | None, str]:
-    """(predicate on the record's process id, followed path) for a target."""
+def _pid_test(params: Fields, tracker: ProcessTracker) -> tuple[Callable[[int], bool] | None, str]:
+    """(test of a process id, followed path) for a target; None: every process."""
     target = params.get("target", "any")
     if target == "any":
         return None, ""
     if target == "pid":
         want = _pid(params.get("pid"))
-        return (lambda f: f.get(pid_key) == want), ""
+        return (lambda pid: pid == want), ""
     if target == "path":
         path = _quoted_path(params.get("path"))
         tracker.paths.add(path)
-        return (lambda f: tracker.pids.get(f.get(pid_key, -1)) == path), path
+        return (lambda pid: tracker.pids.get(pid) == path), path
     raise TracepointError(f"unknown process target {str(target)[:40]!r}")
+
+
+def _target_predicate(params: Fields, tracker: ProcessTracker, pid_key: str) -> tuple[Predicate | None, str]:
+    """(predicate on the record's process id, followed path) for a target."""
+    test, path = _pid_test(params, tracker)
+    if test is None:
+        return None, ""
+    return (lambda f: test(f.get(pid_key, -1))), path
 
 
 def _exec_context(f: Fields) -> Fields:
@@ -269,8 +280,9 @@ def uprobe_use(group: str, event: str, params: Fields, tracker: ProcessTracker) 
     target = params.get("target", "any")
     if target == "any" or (target == "path" and params.get("path") == params.get("binary")):
         return None
-    pred, path = _target_predicate(params, tracker, "_pid")
-    return TracepointUse(group, event, predicate=pred, follows_path=path)
+    test, path = _pid_test(params, tracker)
+    pred = None if test is None else (lambda f: test(f.get("_pid", -1)))  # type: ignore[misc]
+    return TracepointUse(group, event, predicate=pred, follows_path=path, pid_predicate=test)
 
 
 def use_for(family: str, params: Fields, tracker: ProcessTracker,

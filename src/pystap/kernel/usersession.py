@@ -37,6 +37,7 @@ import threading
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from pystap import eventwire
 from pystap.kernel import bpf, btf, perf, tracepoints
 from pystap.kernel.ringbuffer import FormatError, parse_format, session_decoder
 from pystap.kernel.session import (
@@ -45,10 +46,15 @@ from pystap.kernel.session import (
     Event,
     KernelError,
     KernelSession,
+    RowPlan,
     _Dispatch,
     _entry_parts,
     deliver,
+    packable,
+    pid_test,
     remove_session_objects,
+    row_plan,
+    string_index,
 )
 from pystap.kernel.tracefs import Tracefs
 from pystap.privilege import Level
@@ -151,7 +157,9 @@ class UserEventReader:
 
     def __init__(self, group: perf.PerfGroup, dispatch: dict[int, _Dispatch],
                  tracker: tracepoints.ProcessTracker, watch: perf.PerfGroup | None = None,
-                 on_exec: Callable[[int], bool] | None = None) -> None:
+                 on_exec: Callable[[int], bool] | None = None, uid: int | None = None) -> None:
+        self.uid = uid  # the user the gates admit: every event's uid and euid
+        self._rows: tuple[eventwire.Encoder, dict[int, Callable[[Any], bool]]] | None = None
         self._group = group
         self._dispatch = dispatch
         self._tracker = tracker
@@ -161,14 +169,13 @@ class UserEventReader:
         self.delivered = 0
         self.unknown = 0
 
-    def read(self, timeout: float = 0.0) -> list[Event]:
-        """Events available now, in time order across CPUs (waiting up to ``timeout`` for the first)."""
-        out: list[Event] = []
+    def _samples(self, timeout: float) -> list[tuple[int, int, int, bytes, int]]:
+        """The perf samples available now, in time order across CPUs: (ts, pid, tid, raw, cpu)."""
         if timeout > 0:
             try:
                 self._group.epoll.poll(timeout)
             except (OSError, ValueError):
-                return out
+                return []
         samples: list[tuple[int, int, int, bytes, int]] = []
         add = samples.append
 
@@ -191,16 +198,63 @@ class UserEventReader:
         for ring in self._group.rings:
             ring.drain(sink)
         samples.sort(key=_sample_time)
-        append = out.append
-        for ts, pid, tid, raw, cpu in samples:
-            d = self._dispatch.get(int.from_bytes(raw[:2], "little")) if len(raw) >= 2 else None
-            fields = d.fmt.decode(raw) if d is not None else None
-            if d is None or fields is None:
-                self.unknown += 1
-                continue
-            fields["_pid"], fields["_tid"], fields["_time"], fields["_cpu"] = pid, tid, ts, cpu
-            deliver(d, fields, append, self._tracker, self._tgids)
+        return samples
+
+    def _deliver(self, sample: tuple[int, int, int, bytes, int], append: Callable[[Event], None]) -> None:
+        ts, pid, tid, raw, cpu = sample
+        d = self._dispatch.get(int.from_bytes(raw[:2], "little")) if len(raw) >= 2 else None
+        fields = d.fmt.decode(raw) if d is not None else None
+        if d is None or fields is None:
+            self.unknown += 1
+            return
+        fields["_pid"], fields["_tid"], fields["_time"], fields["_cpu"] = pid, tid, ts, cpu
+        deliver(d, fields, append, self._tracker, self._tgids)
+
+    def read(self, timeout: float = 0.0) -> list[Event]:
+        """Events available now, in time order across CPUs (waiting up to ``timeout`` for the first)."""
+        out: list[Event] = []
+        for sample in self._samples(timeout):
+            self._deliver(sample, out.append)
         self.delivered += len(out)
+        return out
+
+    def read_encoded(self, encoder: eventwire.Encoder, generic: Callable[[Event], None],
+                     timeout: float = 0.0) -> int:
+        """Like :meth:`read`, straight into ``encoder`` (see :meth:`EventReader.read_encoded`):
+        records of a :func:`packable` event become schema rows, with the gated ``uid``/``euid``."""
+        if self._rows is None or self._rows[0] is not encoder:
+            self._rows = (encoder, self._row_encoders(encoder))
+        rows = self._rows[1]
+        before = len(encoder)
+        for sample in self._samples(timeout):
+            raw = sample[3]
+            row = rows.get(int.from_bytes(raw[:2], "little")) if len(raw) >= 2 else None
+            if row is None:
+                self._deliver(sample, generic)
+            elif not row(sample):
+                self.unknown += 1
+        added = len(encoder) - before
+        self.delivered += added
+        return added
+
+    def _row_encoders(self, encoder: eventwire.Encoder) -> dict[int, Callable[[Any], bool]]:
+        out: dict[int, Callable[[Any], bool]] = {}
+        for type_id, d in sorted(self._dispatch.items()):
+            probe_id = packable(d)
+            if probe_id is None:
+                continue
+            plan = row_plan(d.fmt)
+            extra: tuple[int, ...] = ()
+            fields = list(plan.fields)
+            if self.uid is not None:  # proved by the euid gate at every hit
+                fields += [("uid", "I"), ("euid", "I")]
+                extra = (self.uid, self.uid)
+            sid = len(out) + 1
+            try:
+                encoder.define(sid, probe_id, fields)
+            except ValueError:
+                continue
+            out[type_id] = _sample_row(encoder, sid, plan, extra, pid_test(d))
         return out
 
     def fileno(self) -> int:
@@ -215,6 +269,26 @@ class UserEventReader:
 
 def _sample_time(sample: tuple[int, int, int, bytes, int]) -> int:
     return sample[0]
+
+
+def _sample_row(encoder: eventwire.Encoder, sid: int, plan: RowPlan, extra: tuple[int, ...],
+                test: Callable[[int], bool] | None) -> Callable[[tuple[int, int, int, bytes, int]], bool]:
+    """``row(sample)``: one perf sample as a schema row (False: too short for its format)."""
+    pack = struct.Struct(eventwire.row_format(code for _, code in plan.fields) + "I" * len(extra)).pack
+    unpack, min_size, offsets, add = plan.unpack, plan.min_size, plan.strings, encoder.add
+
+    def row(sample: tuple[int, int, int, bytes, int]) -> bool:
+        ts, pid, tid, raw, cpu = sample
+        if len(raw) < min_size:
+            return False
+        if test is not None and not test(pid):
+            return True  # not an event of this probe's target
+        v = unpack(raw, 0)
+        indexes = [string_index(encoder, raw, 0, len(raw), off) for off in offsets]
+        add((ts, sid, pack(ts, pid, cpu, tid, *v[1:], *indexes, *extra)))
+        return True
+
+    return row
 
 
 class UserSession:
@@ -343,7 +417,7 @@ class UserSession:
         if self.follow:
             self._start_watch()
             on_exec = self._on_exec
-        self._reader = UserEventReader(self._group, dispatch, tracker, self._watch, on_exec)
+        self._reader = UserEventReader(self._group, dispatch, tracker, self._watch, on_exec, uid=self.uid)
         return self._reader
 
     def _attach(self, pid: int) -> list[int]:

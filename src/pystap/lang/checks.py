@@ -8,14 +8,20 @@
   runtime matches with (:mod:`pystap.ere`, SystemTap's stapregex dialect),
   so a bad one is a pass-2 error with stapregex's message and position.
 * Assignments need an lvalue; ``%`` wrap-around only applies to arrays.
+* Embedded C (``-g``) names the globals it touches with ``/* pragma:read:x */``
+  and ``/* pragma:write:x */``; a statistics global cannot be handed to C.
 """
 
 from __future__ import annotations
+
+import re
 
 from pystap import ere
 from pystap.lang import ast
 from pystap.lang.diagnostics import SemanticError, StapError
 from pystap.lang.tokens import Token
+
+_PRAGMA = re.compile(r"/\*\s*pragma:(?:read|write):(\w+)\s*\*/")
 
 
 class Checks:
@@ -42,6 +48,22 @@ class Checks:
         bodies: list[ast.Node] = [p.body for p in probes] + [fn.body for fn in functions]
         for b in bodies:
             self.body(b)
+        self.embedded_globals(bodies, globals_)
+
+    def embedded_globals(self, bodies: list[ast.Node], globals_: list[ast.GlobalDecl]) -> None:
+        """A statistics global named by an embedded-C pragma: SystemTap cannot hand an
+        aggregate to C and says so at the declaration (semko/global_access)."""
+        by_name = {g.name: g for g in globals_}
+        reported: set[int] = set()
+        for b in bodies:
+            for n in ast.walk(b):
+                if not isinstance(n, ast.EmbeddedExpr | ast.EmbeddedCode):
+                    continue
+                for name in _PRAGMA.findall(n.code):
+                    g = by_name.get(name)
+                    if g is not None and g.type is ast.Type.STATS and id(g) not in reported:
+                        reported.add(id(g))
+                        self.error("Aggregates not available in embedded-C", g.tok)
 
     def body(self, root: ast.Node) -> None:
         for n in ast.walk(root):

@@ -91,6 +91,7 @@ class Lexer:
         args: Iterable[str] = (),
         keywords: frozenset[str] = BASE_KEYWORDS | {"private"},
         hex_escapes: bool = True,
+        glue_across_comments: bool = True,
     ) -> None:
         self.text = text
         self.name = name
@@ -100,6 +101,10 @@ class Lexer:
         self.warnings: list[tuple[str, Token]] = []
         self.used_args: set[int] = set()
         self.saw_tokens = False
+        # Before 2.0 (PR 14360) a comment between two string literals kept them
+        # apart; the parser glues adjacent strings unless the second one is here.
+        self.glue_across_comments = glue_across_comments
+        self.unglued: set[int] = set()
 
     # ----------------------------------------------------------------------------------------
 
@@ -167,6 +172,13 @@ class Lexer:
                 tok = Token(_NUMBER, text[start:tend], loc)
             elif kind == "str":
                 tok = Token(_STRING, self._string_content(text[start + 1 : tend - 1]), loc)
+                if (
+                    not self.glue_across_comments
+                    and out
+                    and out[-1].kind is _STRING
+                    and text[pos:start].strip(" \t\n\r\f\v")
+                ):
+                    self.unglued.add(id(tok))
             elif kind in ("arg", "argc"):
                 sigil = text[start]
                 if kind == "argc":

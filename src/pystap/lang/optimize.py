@@ -80,6 +80,16 @@ def fold_defined(root: ast.Node, target_errors: dict[int, object]) -> ast.Node:
 
 _PURE_PRINT = {"sprint", "sprintln", "sprintd", "sprintdln", "sprintf"}
 
+#: Built-in functions without side effects (SystemTap tags their embedded C ``/* pure */``):
+#: a call to one in a void context may go.  Anything not listed is assumed to act.
+_PURE_NATIVE = frozenset({
+    "strlen", "substr", "stringat", "isinstr", "strpos", "str_replace", "strtol", "isdigit", "text_str",
+    "text_strn", "string_quoted", "pid", "tid", "ppid", "pgrp", "sid", "uid", "euid", "gid", "egid",
+    "execname", "pexecname", "cpu", "pp", "ppfunc", "pn", "pnlabel", "probe_type", "target", "is_return",
+    "gettimeofday_s", "gettimeofday_ms", "gettimeofday_us", "gettimeofday_ns", "get_cycles", "jiffies", "HZ",
+    "local_clock_s", "local_clock_ms", "local_clock_us", "local_clock_ns", "ktime_get_ns",
+})
+
 
 def has_side_effects(e: ast.Node) -> bool:
     for n in ast.walk(e):
@@ -115,12 +125,16 @@ def _fold_binary(op: str, a: int, b: int) -> int | None:
             return None  # a run-time error, keep it
         q = abs(a) // abs(b) * (1 if (a >= 0) == (b >= 0) else -1)
         return q if op == "/" else a - q * b
-    if op == "<<":
-        return a << (b & 63)
-    if op == ">>":
-        return a >> (b & 63)
-    if op == ">>>":
-        return (a % MASK) >> (b & 63)
+    if op in ("<<", ">>", ">>>"):
+        # Only counts 0..63 fold: SystemTap's translator clamps the count to [0, 64]
+        # (``max(min(r, 64), 0)``, so ``120 << -2`` is 120: systemtap.base/arith)
+        # and what a count of 64 gives is the C compiler's business; the run time
+        # owns those cases, so folding can never disagree with ``-u``.
+        if not 0 <= b < 64:
+            return None
+        if op == "<<":
+            return a << b
+        return a >> b if op == ">>" else (a % MASK) >> b
     if op == "&":
         return a & b
     if op == "|":
@@ -185,6 +199,73 @@ class Optimizer:
     def __init__(self, warnings: list[Warning_]) -> None:
         self.warnings = warnings
         self.changed = False
+        # script function -> "calling it changes nothing" (rounds only remove effects,
+        # so an answer never goes stale in the unsafe direction)
+        self._pure: dict[int, bool] = {}
+
+    # -- side effects, with script functions looked into ------------------------------------
+
+    def effects(self, e: ast.Node) -> bool:
+        """Whether evaluating ``e`` can change anything: like :func:`has_side_effects`,
+        but a call to a script function whose body changes nothing (no global
+        written, nothing printed, no impure call, no embedded code) is as free of
+        effects as its arguments -- SystemTap's void-statement reducer relies on
+        that (systemtap.base/optim_arridx, optim_voidstmt)."""
+        for n in ast.walk(e):
+            if isinstance(n, ast.FunctionCall) and not self._call_pure(n):
+                return True
+            if isinstance(n, ast.Assign | ast.Crement | ast.EmbeddedExpr | ast.EmbeddedCode):
+                return True
+            if isinstance(n, ast.PrintFormat) and n.name not in _PURE_PRINT:
+                return True
+        return False
+
+    def _call_pure(self, call: ast.FunctionCall) -> bool:
+        if call.referents:
+            return all(self._fn_pure(fn) for fn in call.referents)
+        return call.builtin is not None and call.name in _PURE_NATIVE
+
+    def _fn_pure(self, fn: ast.FunctionDecl) -> bool:
+        known = self._pure.get(id(fn))
+        if known is not None:
+            return known
+        self._pure[id(fn)] = False  # recursion: assume it acts
+        if isinstance(fn.body, ast.EmbeddedCode):
+            pure = "/* pure */" in fn.body.code
+        else:
+            pure = not any(self._acts(n) for n in ast.walk(fn.body))
+        self._pure[id(fn)] = pure
+        return pure
+
+    def _acts(self, n: ast.Node) -> bool:
+        """One node of a function body that makes calling the function observable."""
+        if isinstance(n, ast.Assign | ast.Crement | ast.Delete):
+            target = ast.write_target(n)
+            base = target.base if isinstance(target, ast.ArrayIndex) else target
+            return not (isinstance(base, ast.Symbol) and not isinstance(base.referent, ast.GlobalDecl))
+        if isinstance(n, ast.FunctionCall):
+            return not self._call_pure(n)
+        if isinstance(n, ast.PrintFormat):
+            return n.name not in _PURE_PRINT
+        if isinstance(n, ast.EmbeddedExpr):
+            return "/* pure */" not in n.code
+        return isinstance(n, ast.EmbeddedCode | ast.Next)
+
+    def void_parts(self, e: ast.Expr) -> list[ast.Expr]:
+        """What of ``e`` must still run when its value is thrown away: the operands of
+        operators, the arguments of pure calls and of ``sprint*``, recursively;
+        conditional evaluation (``&&``, ``||``, ``?:``) is kept whole."""
+        if not self.effects(e):
+            return []
+        if isinstance(e, ast.Unary):
+            return self.void_parts(e.operand)
+        if isinstance(e, ast.Binary | ast.Comparison):
+            return self.void_parts(e.left) + self.void_parts(e.right)
+        if isinstance(e, ast.FunctionCall) and self._call_pure(e):
+            return [p for a in e.args for p in self.void_parts(a)]
+        if isinstance(e, ast.PrintFormat) and e.name in _PURE_PRINT:
+            return [p for a in e.args for p in self.void_parts(a)]
+        return [e]
 
     def warn(self, message: str, tok: Token | None) -> None:
         self.warnings.append(Warning_(message, tok))
@@ -218,24 +299,41 @@ class Optimizer:
                 isinstance(n, ast.If)
                 and _empty(n.then)
                 and (n.else_ is None or _empty(n.else_))
-                and not has_side_effects(n.cond)
+                and not self.effects(n.cond)
             ):
                 self.changed = True
                 return ast.NullStatement(tok=n.tok)
             if isinstance(n, ast.For):
                 for name in ("init", "incr"):
                     e = getattr(n, name)
-                    if e is not None and not has_side_effects(e):
+                    if e is not None and not self.effects(e):
                         self.warn("Eliding side-effect-free expression ", e.tok)
                         setattr(n, name, None)
                         self.changed = True
+            if isinstance(n, ast.TryCatch):
+                # PR30570: nothing can throw from an empty try block, so the whole
+                # statement goes (catch variable included); an empty catch block
+                # needs no error variable.  Either way the variable's type no
+                # longer constrains a global of the same name.
+                if _empty(n.try_block):
+                    self.changed = True
+                    return ast.NullStatement(tok=n.tok)
+                if n.catch_var is not None and _empty(n.catch_block):
+                    n.catch_var = None
+                    self.changed = True
             if isinstance(n, ast.While) and _num(n.cond) == 0:
                 self.changed = True
                 return ast.NullStatement(tok=n.tok)
-            if isinstance(n, ast.ExprStatement) and not has_side_effects(n.expr):
-                self.warn("Eliding side-effect-free expression ", n.tok)
-                self.changed = True
-                return ast.NullStatement(tok=n.tok)
+            if isinstance(n, ast.ExprStatement):
+                parts = self.void_parts(n.expr)
+                if not parts:
+                    self.warn("Eliding side-effect-free expression ", n.tok)
+                    self.changed = True
+                    return ast.NullStatement(tok=n.tok)
+                if parts != [n.expr]:
+                    self.changed = True
+                    stmts: list[ast.Stmt] = [ast.ExprStatement(tok=p.tok, expr=p) for p in parts]
+                    return stmts[0] if len(stmts) == 1 else ast.Block(tok=n.tok, statements=stmts)
             if isinstance(n, ast.Block):
                 kept = [s for s in n.statements if not _empty(s)]
                 if len(kept) != len(n.statements):

@@ -637,9 +637,10 @@ class Parser:
     def consume_string_literals(self, t: Token) -> ast.StringLit:
         raw = t.text
         n = self.peek()
-        if n is not None and n.kind is _STRING:
+        unglued = self.lexer.unglued
+        if n is not None and n.kind is _STRING and id(n) not in unglued:
             parts = [raw]
-            while n is not None and n.kind is _STRING:
+            while n is not None and n.kind is _STRING and id(n) not in unglued:
                 parts.append(n.text)
                 self.next()
                 n = self.peek()

@@ -561,7 +561,14 @@ def keywords_for(ctx: ParseContext) -> frozenset[str]:
 
 def preprocess(text: str, name: str, ctx: ParseContext) -> tuple[list[Item], list[bool], Lexer, Preprocessor]:
     """Lex and preprocess one file (see :class:`Preprocessor`)."""
-    lexer = Lexer(text, name, ctx.args, keywords_for(ctx), hex_escapes=ctx.has_version("2.3"))
+    lexer = Lexer(
+        text,
+        name,
+        ctx.args,
+        keywords_for(ctx),
+        hex_escapes=ctx.has_version("2.3"),
+        glue_across_comments=ctx.has_version("2.0"),
+    )
     tokens, spaced = lexer.tokens()
     pre = Preprocessor(tokens, spaced, ctx, lexer.eof_token())
     items, out_spaced = pre.run()

@@ -77,6 +77,10 @@ def _mismatch_message(node: MatchNode, name: str, wildcard: bool) -> str:
     return base
 
 
+#: The words of a family's "cannot exist on this host" refusal (probes/unavailable.py).
+_UNAVAILABLE = "not available on this kernel"
+
+
 def _has_wildcard(name: str) -> bool:
     return "*" in name or "?" in name or "[" in name
 
@@ -177,9 +181,13 @@ class Resolver:
         comp = comps[pos]
         value = comp.arg.value if comp.arg is not None else None
         kind = arg_kind(value)
+        if "**" in comp.name:
+            self._double_glob(node, pp, comps, pos, body, cond, derivation, depth, chain, out)
+            return
         if _has_wildcard(comp.name):
             matched = False
-            pattern = comp.name.replace("**", "*")
+            unavailable: StapError | None = None
+            pattern = comp.name
             for (name, ckind), child in sorted(node.children.items()):
                 names = [name]
                 if name == ANY:
@@ -197,9 +205,14 @@ class Resolver:
                         # privilege refusals of a concrete expansion are real errors
                         if "not allowed" in w.error.message:
                             raise
+                        if unavailable is None and _UNAVAILABLE in w.error.message:
+                            unavailable = w.error
                     except (StapError, _Passthrough):
                         continue
             if not matched:
+                # a family that matched but cannot exist on this host explains more than "no match"
+                if unavailable is not None:
+                    raise _Wrapped(unavailable)
                 raise _Wrapped(SemanticError(_mismatch_message(node, comp.name, True), comp.tok))
             return
         child = node.children.get((comp.name, kind))
@@ -215,6 +228,50 @@ class Resolver:
         if node.shape is not None and pos > 0:
             raise _Wrapped(SemanticError("invalid suffix for probe", comp.tok))
         raise _Wrapped(SemanticError(_mismatch_message(node, comp.name, False), comp.tok))
+
+    def _double_glob(
+        self,
+        node: MatchNode,
+        pp: ast.ProbePoint,
+        comps: list[ast.PPComponent],
+        pos: int,
+        body: ast.Block,
+        cond: ast.Expr | None,
+        derivation: list[str],
+        depth: int,
+        chain: tuple[tuple[int, str], ...],
+        out: list[Derived],
+    ) -> None:
+        """``a**b`` matches across dots: as SystemTap expands it, either the ``**``
+        stays inside this component (``a*b``), or the component splits into ``a*``
+        here and ``**b`` (keeping the argument) in the next one, recursively.  So
+        ``t**es(1)`` finds ``timer.jiffies(1)`` and ``*sys**pen`` finds
+        ``syscall.open``; a pattern that matches nowhere is a mismatch."""
+        comp = comps[pos]
+        i = comp.name.index("**")
+        single = ast.PPComponent(tok=comp.tok, name=comp.name[:i] + "*" + comp.name[i + 2 :], arg=comp.arg)
+        head = ast.PPComponent(tok=comp.tok, name=comp.name[:i] + "*", arg=None)
+        tail = ast.PPComponent(tok=comp.tok, name="**" + comp.name[i + 2 :], arg=comp.arg)
+        alternatives = [
+            [*comps[:pos], single, *comps[pos + 1 :]],
+            [*comps[:pos], head, tail, *comps[pos + 1 :]],
+        ]
+        before = len(out)
+        unavailable: StapError | None = None
+        for alt in alternatives:
+            try:
+                self._walk(node, pp, alt, pos, body, cond, derivation, depth, chain, out)
+            except _Wrapped as w:
+                if "not allowed" in w.error.message:
+                    raise
+                if unavailable is None and _UNAVAILABLE in w.error.message:
+                    unavailable = w.error
+            except (StapError, _Passthrough):
+                continue
+        if len(out) == before:
+            if unavailable is not None:
+                raise _Wrapped(unavailable)
+            raise _Wrapped(SemanticError(_mismatch_message(node, comp.name, True), comp.tok))
 
     def _build(
         self,

@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import hmac
-import json
 import os
 import socket
 import stat
@@ -23,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-from pystap import modfile, paths
+from pystap import eventwire, modfile, paths
 from pystap.loader import config as config_mod
 from pystap.loader import protocol
 from pystap.loader.protocol import FrameType
@@ -343,20 +342,24 @@ def obtain_grant(req: RunRequest, targets: list[int] | None = None) -> Grant:
 class DaemonEvents:
     """The runtime's event source for kernel probes: EVENTS frames on the session socket.
 
-    Each record's data is a UTF-8 JSON object of the event's fields (``pid``,
-    ``tid``, ``cpu``, the probe's values); its timestamp is added as
-    ``timestamp_ns``.  When pystapd goes away the source reports the end
-    (an empty batch) after one warning, and the handlers keep running.
+    Payloads are decoded by :class:`pystap.eventwire.Decoder` (which keeps
+    the schemas pystapd defines on this connection) into ``(probe_id,
+    fields)`` pairs and :class:`~pystap.eventwire.Rows` blocks, whose
+    fields (``pid``, ``tid``, ``cpu``, ``timestamp_ns``, the probe's values)
+    are only built for a handler that reads them.  When pystapd goes away,
+    or sends something malformed, the source reports the end (an empty
+    batch) after one warning, and the handlers keep running.
     """
 
     def __init__(self, conn: socket.socket, err: TextIO) -> None:
         self._conn = conn
         self._err = err
+        self._decoder = eventwire.Decoder()
 
     def fileno(self) -> int:
         return self._conn.fileno()
 
-    def read_batch(self) -> list[tuple[int, dict[str, Any]]]:
+    def read_batch(self) -> list[Any]:
         try:
             frame = protocol.recv_frame(self._conn, {FrameType.EVENTS: protocol.MAX_EVENT_BATCH_BYTES})
             return self._decode(frame)
@@ -365,30 +368,21 @@ class DaemonEvents:
                   file=self._err)
             return []
 
-    @staticmethod
-    def _decode(frame: protocol.Frame) -> list[tuple[int, dict[str, Any]]]:
+    def _decode(self, frame: protocol.Frame) -> list[Any]:
         for fd in frame.fds:
             os.close(fd)
-        batch = []
-        loads = json.loads
-        for probe_id, timestamp, data in protocol.decode_events(frame.payload):
-            try:  # json.loads takes the UTF-8 bytes as they are (no decode step per record)
-                fields = loads(data) if data else {}
-            except (ValueError, RecursionError):
-                raise protocol.ProtocolError("malformed event record (not UTF-8 JSON)") from None
-            if not isinstance(fields, dict):
-                raise protocol.ProtocolError("malformed event record (not a JSON object)")
-            fields.setdefault("timestamp_ns", timestamp)
-            batch.append((probe_id, fields))
-        return batch
+        try:
+            return self._decoder.decode(frame.payload)
+        except eventwire.WireError as exc:
+            raise protocol.ProtocolError(str(exc)) from None
 
-    def drain(self, timeout: float = SYNC_TIMEOUT) -> list[tuple[int, dict[str, Any]]]:
+    def drain(self, timeout: float = SYNC_TIMEOUT) -> list[Any]:
         """Every event recorded until now (the -c command exited: its events precede the end probes).
 
         Asks pystapd for a sync and reads up to its marker; on a timeout or a
         lost stream, returns what arrived.
         """
-        batch: list[tuple[int, dict[str, Any]]] = []
+        batch: list[Any] = []
         limits = {FrameType.EVENTS: protocol.MAX_EVENT_BATCH_BYTES,
                   FrameType.INFO: protocol.MAX_CONTROL_BYTES}
         old = self._conn.gettimeout()

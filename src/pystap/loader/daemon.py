@@ -364,9 +364,9 @@ class Daemon:
         self.sessions.add(session)
         send_lock = threading.Lock()
 
-        def send_events(records: list[tuple[int, int, bytes]]) -> None:
+        def send_events(payload: bytes) -> None:
             with send_lock:
-                protocol.send_frame(conn, FrameType.EVENTS, protocol.encode_events(records))
+                protocol.send_frame(conn, FrameType.EVENTS, payload)
 
         def send_synced() -> None:
             with send_lock:

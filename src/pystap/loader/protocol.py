@@ -3,7 +3,8 @@
 A frame is a 5-byte header (type: u8, payload length: u32 big-endian) and
 the payload.  Control frames carry one JSON object; ``BLOB`` frames carry
 raw bytes (a module or signature sent by value); ``EVENTS`` frames carry
-batched probe records.  File descriptors travel with ``SCM_RIGHTS`` on the
+batched probe records (:mod:`pystap.eventwire`: per-probe schemas sent once,
+then packed rows; JSON objects for the rest).  File descriptors travel with ``SCM_RIGHTS`` on the
 header of the frame they belong to.
 
 Every limit is checked *before* anything is allocated or parsed: a frame's
@@ -35,19 +36,18 @@ import json
 import os
 import socket
 import struct
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-PROTOCOL_VERSION = 1
+from pystap import eventwire
+
+# 2: EVENTS payloads are pystap.eventwire blocks (schemas, string tables, packed rows, JSON records).
+PROTOCOL_VERSION = 2
 HEADER = struct.Struct(">BI")
 MAX_FDS = 2
 MAX_CONTROL_BYTES = 64 * 1024
 MAX_EVENT_BATCH_BYTES = 4 * 1024 * 1024
-# One probe record inside an EVENTS frame: manifest probe id, timestamp (ns, CLOCK_MONOTONIC) and
-# data length, then the data: a UTF-8 JSON object of the event's fields (pid, tid, cpu and the
-# probe's own values), which the client hands to the handler as its context fields.
-EVENT_RECORD = struct.Struct(">IQI")
 
 
 class FrameType(enum.IntEnum):
@@ -178,23 +178,9 @@ def recv_frame(sock: socket.socket, limits: Mapping[FrameType, int]) -> Frame:
 
 
 def encode_events(records: Iterable[tuple[int, int, bytes]]) -> bytes:
-    """Pack ``(probe_id, timestamp_ns, data)`` records into an EVENTS payload."""
-    out = bytearray()
+    """An EVENTS payload of self-describing records ``(probe_id, timestamp_ns, JSON object)``
+    (pystapd packs most events per schema instead: :class:`pystap.eventwire.Encoder`)."""
+    encoder = eventwire.Encoder(limit=MAX_EVENT_BATCH_BYTES)
     for probe_id, timestamp, data in records:
-        out += EVENT_RECORD.pack(probe_id, timestamp, len(data))
-        out += data
-    return bytes(out)
-
-
-def decode_events(payload: bytes) -> Iterator[tuple[int, int, bytes]]:
-    """Unpack an EVENTS payload; a truncated record is a :class:`ProtocolError`."""
-    offset = 0
-    while offset < len(payload):
-        if offset + EVENT_RECORD.size > len(payload):
-            raise ProtocolError("truncated event record header")
-        probe_id, timestamp, size = EVENT_RECORD.unpack_from(payload, offset)
-        offset += EVENT_RECORD.size
-        if offset + size > len(payload):
-            raise ProtocolError("truncated event record")
-        yield probe_id, timestamp, payload[offset:offset + size]
-        offset += size
+        encoder.json(probe_id, timestamp, data)
+    return b"".join(encoder.payloads())

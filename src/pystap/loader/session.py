@@ -25,9 +25,9 @@ log = logging.getLogger("pystapd")
 
 @dataclass
 class Session:
-    """``send_events`` streams kernel probe records to the client as EVENTS frames
-    (set by the daemon once the session is granted; installers call it from
-    their reader threads).  ``targets`` are the pids the client asked to
+    """``send_events(payload)`` streams kernel probe records to the client, one EVENTS
+    frame per payload (:mod:`pystap.eventwire`; set by the daemon once the session is
+    granted; installers call it from their reader threads).  ``targets`` are the pids the client asked to
     trace (``-c``/``-x``), validated as numbers only: the installer decides
     whether the caller may trace them."""
 
@@ -37,7 +37,7 @@ class Session:
     credentials: int
     id: int = field(default_factory=lambda: next(_ids))
     started: float = field(default_factory=time.monotonic)
-    send_events: Callable[[list[tuple[int, int, bytes]]], None] | None = None
+    send_events: Callable[[bytes], None] | None = None
     targets: tuple[int, ...] = ()  # -c/-x processes (pids); the installer checks the caller may trace them
     warnings: list[str] = field(default_factory=list)  # per-probe problems, sent with the grant
     lost: int = 0  # kernel events dropped (buffers full), set at teardown, reported at exit

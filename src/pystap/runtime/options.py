@@ -18,11 +18,16 @@ class EventSource(Protocol):
     readability means the source is finished.  A handler's target variables
     (``$arg1``, ``$return`` ...) read ``fields["$arg1"]`` etc.; a record whose
     ``probe_id`` is not in the manifest counts as a skipped probe.
+
+    A batch may also hold blocks of packed rows of one probe (the client's
+    ``pystap.eventwire.Rows``): ``probe_id``, ``rows`` (tuples starting
+    ``timestamp_ns, pid, cpu, tid``) and ``fields(row)``, which builds the
+    row's ``fields`` dict (called only when a handler reads them).
     """
 
     def fileno(self) -> int: ...
 
-    def read_batch(self) -> list[tuple[int, dict[str, Any]]]: ...
+    def read_batch(self) -> list[Any]: ...
 
 
 @dataclass

@@ -74,37 +74,6 @@ def _fmt_long(v: int) -> str:
     return str(v)
 
 
-def _display(c: Any, name: str, value: Any, kind: str, key_types: str) -> None:
-    """The unread-global display SystemTap appends as a synthetic end probe."""
-    w = c.w
-    if not key_types:
-        if kind == "stats":
-            if value.count == 0:
-                w(f"{name} @count=0x0\n")
-            else:
-                w(f"{name} {_stat_line(value)}\n")
-        elif kind == "string":
-            w(f'{name}="{value}"\n')
-        else:
-            w(f"{name}={printf.number(value, 16, -1, -1, printf.SPECIAL)}\n")
-        return
-    keys = sorted_keys(value, 0, -1, "@count")
-    for key in keys:
-        parts = key if isinstance(key, tuple) else (key,)
-        idx = ",".join(f'"{k}"' if t == "s" else str(k) for k, t in zip(parts, key_types, strict=True))
-        v = value.d[key]
-        if kind == "stats":
-            w(f"{name}[{idx}] {_stat_line(v)}\n")
-        elif kind == "string":
-            w(f'{name}[{idx}]="{v}"\n')
-        else:
-            w(f"{name}[{idx}]={printf.number(v, 16, -1, -1, printf.SPECIAL)}\n")
-
-
-def _stat_line(s: stats.Stat) -> str:
-    return f"@count={s.count} @min={s.min} @max={s.max} @sum={s.sum} @avg={s.avg()}"
-
-
 def build_namespace(session: Any) -> dict[str, Any]:
     """A fresh namespace for one module's code, bound to ``session``'s limits."""
     limits = session.limits
@@ -136,7 +105,7 @@ def build_namespace(session: Any) -> dict[str, Any]:
         "_Map": new_map, "_Stat": stats.Stat, "_Hist": new_hist, "_agg": stats.aggregate,
         "_hist_render": stats.render_histogram, "_hist_bucket": _hist_bucket, "_hist_keys": _hist_keys,
         "_keys": sorted_keys, "_fmt": printf.compile_format, "_re": regex.compile_ere,
-        "_rmatch": regex.match, "_display": _display, "_lstr": _fmt_long,
+        "_rmatch": regex.match, "_lstr": _fmt_long,
         "_ctxvar": tapset_syscall.context_variable, "_parms": tapset_uprobe.format_parms,
         "_entry_push": tapset_uprobe.entry_push, "_entry_pop": tapset_uprobe.entry_pop,
     }

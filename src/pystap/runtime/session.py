@@ -248,16 +248,53 @@ class Session:
             probe.handler(c)
         except NextProbe:
             pass
-        except (StapRuntimeError, MaxActionError) as exc:
-            self._runtime_error(exc)
-        except AbortRequest:
-            self.request_exit()
-        except RecursionError:
-            self._runtime_error(StapRuntimeError("MAXNESTING exceeded"))
-        except Exception as exc:  # a defect of the module code itself: report it, never a traceback
-            self._runtime_error(StapRuntimeError(f"internal error in handler: {type(exc).__name__}: {exc}"))
+        except Exception as exc:
+            self._handler_failed(exc)
         if self.commands:
             self._run_commands()
+
+    def _fire_rows(self, block: Any, probe: RtProbe) -> None:
+        """``fire`` for each row of a packed block (``eventwire.Rows``), the hot path of kernel
+        probes: the probe's constants are set once, each row costs a few stores, and the
+        handler's ``fields`` are built only if it reads them (see :class:`Context`)."""
+        c = self.ctx
+        c.pp = c.pn = probe.point
+        c.probe_type = probe.family
+        c.params = probe.params
+        c._rows = block
+        handler = probe.handler
+        maxaction = self.maxaction
+        try:
+            for row in block.rows:
+                if self.state != RUNNING:
+                    break
+                c.act = maxaction
+                c.nest = 0
+                c._fields = None
+                c._row = row
+                c.pid = row[1]
+                c.cpu = row[2]
+                c.tid = row[3]
+                try:
+                    handler(c)
+                except NextProbe:
+                    pass
+                except Exception as exc:
+                    self._handler_failed(exc)
+                if self.commands:
+                    self._run_commands()
+        finally:
+            c._rows = c._row = None
+
+    def _handler_failed(self, exc: Exception) -> None:
+        if isinstance(exc, (StapRuntimeError, MaxActionError)):
+            self._runtime_error(exc)
+        elif isinstance(exc, AbortRequest):
+            self.request_exit()
+        elif isinstance(exc, RecursionError):
+            self._runtime_error(StapRuntimeError("MAXNESTING exceeded"))
+        else:  # a defect of the module code itself: report it, never a traceback
+            self._runtime_error(StapRuntimeError(f"internal error in handler: {type(exc).__name__}: {exc}"))
 
     def _where(self, exc: BaseException) -> str | None:
         line = None
@@ -423,17 +460,29 @@ class Session:
             return
         self._fire_batch(drain(), by_id)
 
-    def _fire_batch(self, batch: Iterable[tuple[int, dict[str, Any]]], by_id: dict[int, RtProbe]) -> None:
-        """Run the handler of each ``(probe_id, fields)`` record until the session stops
-        running; a record for no probe of this module counts as skipped."""
-        for probe_id, fields in batch:
+    def _fire_batch(self, batch: Iterable[Any], by_id: dict[int, RtProbe]) -> None:
+        """Run the handler of each record until the session stops running; a record for no
+        probe of this module counts as skipped.  A record is a ``(probe_id, fields)`` pair or
+        a block of packed rows of one probe (``probe_id``, ``rows``, ``fields(row)``)."""
+        for item in batch:
             if self.state != RUNNING:
                 break
-            target = by_id.get(probe_id)
-            if target is None:
-                self._skip()
+            if type(item) is tuple:
+                probe_id, fields = item
+                target = by_id.get(probe_id)
+                if target is None:
+                    self._skip()
+                else:
+                    self.fire(target, fields)
                 continue
-            self.fire(target, fields)
+            target = by_id.get(item.probe_id)
+            if target is not None:
+                self._fire_rows(item, target)
+                continue
+            for _ in item.rows:
+                if self.state != RUNNING:
+                    break
+                self._skip()
 
     # ---------------------------------------------------------------- signals
 

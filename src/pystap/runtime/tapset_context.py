@@ -134,7 +134,20 @@ def pn(c: Any) -> str:
 
 
 def ppfunc(c: Any) -> str:
-    return _field(c, "func", lambda: "")
+    """The function name in ``pp()`` (``function("NAME@file:line")`` or ``statement("…")``),
+    parsed from the probe point exactly as SystemTap's tapset does; "" elsewhere."""
+    point = c.pp
+    for marker in ('function("', 'statement("'):
+        start = point.find(marker)
+        if start >= 0:
+            rest = point[start + len(marker):]
+            end = len(rest)
+            for stop in ("@", '"'):
+                at = rest.find(stop)
+                if 0 <= at < end:
+                    end = at
+            return rest[:end]
+    return ""
 
 
 def pnlabel(c: Any) -> str:

@@ -12,7 +12,12 @@ own syntax.  The tags are structured values
 
 The runtime implements each of these under the same name (a registry of
 Python callables, :mod:`pystap.runtime`); the translator only needs the
-signature.  Several lines with one name and different arity are unrelated
+signature.  ``STOCK_TABLE`` adds SystemTap tapset functions that pystap
+does not implement (``UNAVAILABLE``): declaring them keeps SystemTap's
+pass-2 answers (a privilege refusal rather than "unresolved function"),
+and pass 3 refuses any call that survives.
+
+Several lines with one name and different arity are unrelated
 functions, exactly as script overloads by arity are.
 """
 
@@ -273,6 +278,152 @@ G set_user_long(addr:long, val:long)
 G set_user_int(addr:long, val:long)
 G set_user_string(addr:long, val:string)
 """
+
+# SystemTap tapset functions pystap declares only so that pass 2 gives SystemTap's answer
+# (the privilege refusal at stapusr/-g, arity and types) instead of "unresolved function":
+# kernel readers, embedded-C helpers of the syscall/networking tapsets, guru writers.
+# Every one is in UNAVAILABLE below: pass 3 refuses a call to it with the reason.
+STOCK_TABLE = """
+P MAJOR:long(dev:long)
+P MINOR:long(dev:long)
+P MKDEV:long(major:long, minor:long)
+P __arch_ptrace_request_str:string(request:long)
+P __get_skb_iphdr:long(skb:long)
+P __iov_length:long(iov:long, nr_segs:long, check_flag:long, access_flags:long)
+P _fildes_index_u:long(uaddr:long, index:long)
+P _get_kretprobe_long:long(i:long)
+P _get_kretprobe_string:string(i:long)
+P _set_kretprobe_long(i:long, value:long)
+P _set_kretprobe_string(i:long, value:string)
+P _struct_compat_itimerspec_u:string(uaddr:long)
+P _struct_compat_itimerval_u:string(uaddr:long)
+P _struct_compat_timespec_u:string(uaddr:long, n:long)
+P _struct_compat_timeval_u:string(uaddr:long, n:long)
+P _struct_compat_utimbuf_actime:long(uaddr:long)
+P _struct_compat_utimbuf_modtime:long(uaddr:long)
+P _struct_itimerspec_u:string(uaddr:long)
+P _struct_itimerval_u:string(uaddr:long)
+P _struct_rlimit_u:string(uaddr:long)
+P _struct_timespec_u:string(uaddr:long, n:long)
+P _struct_timeval_u:string(uaddr:long, n:long)
+P _struct_timezone_u:string(uaddr:long)
+P _struct_user_desc_u:string(uaddr:long)
+P _struct_utimbuf_actime:long(uaddr:long)
+P _struct_utimbuf_modtime:long(uaddr:long)
+P addr_to_node:long(addr:long)
+P atomic_long_read:long(addr:long)
+P atomic_read:long(addr:long)
+P big_endian2:long(val:long)
+P big_endian4:long(val:long)
+P big_endian8:long(val:long)
+P callers:string(n:long)
+P current_exe_file:long()
+P describe_data_direction:string(state:long)
+P describe_device_state:string(state:long)
+P disk_major_from_request:long(var_q:long)
+P disk_minor_from_request:long(var_q:long)
+P dump_stack()
+P errno_p:long(err:long)
+P format_ipaddr:string(addr:long, family:long)
+P fp32_to_fp64:long(input:long)
+P fp_add:long(add1:long, add2:long)
+P fp_div:long(div1:long, div2:long)
+P fp_eq:long(infp1:long, infp2:long)
+P fp_le:long(infp1:long, infp2:long)
+P fp_lt:long(infp1:long, infp2:long)
+P fp_mul:long(mul1:long, mul2:long)
+P fp_rem:long(div1:long, div2:long)
+P fp_sqrt:long(infp:long)
+P fp_sub:long(sub1:long, sub2:long)
+P fp_to_long:long(infp:long, roundingMode:long, exact:long)
+P fp_to_string:string(infp:long, precision:long)
+P ftrace(msg:string)
+P ftype:string(type:long)
+P get_loadavg_index:long(indx:long)
+P get_sigset:long(sigset:long)
+P htonl:long(x:long)
+P htonll:long(x:long)
+P htons:long(x:long)
+P is_sig_blocked:long(task:long, sig:long)
+P kernel_buffer_quoted:string(addr:long, inlen:long)
+P kernel_buffer_quoted:string(addr:long, inlen:long, outlen:long)
+P kernel_buffer_quoted_error:string(addr:long, inlen:long, outlen:long)
+P kernel_string_quoted:string(addr:long)
+P kernel_string_utf16:string(addr:long)
+P kernel_string_utf16:string(addr:long, err_msg:string)
+P kernel_string_utf32:string(addr:long)
+P kernel_string_utf32:string(addr:long, err_msg:string)
+P little_endian2:long(val:long)
+P little_endian4:long(val:long)
+P little_endian8:long(val:long)
+P long_to_fp:long(input:long)
+P modname:string(addr:long)
+P msg_flags_num2str:string(flags:long)
+P nfs3_cmode:string(cmode:long)
+P nfs4_ctype:string(cmode:long)
+P nfsderror:string(err:long)
+P ntohl:long(x:long)
+P ntohll:long(x:long)
+P ntohs:long(x:long)
+P pid2task:long(pid:long)
+P print_backtrace_fileline()
+P print_syms(callers:string)
+P python2_get_locals:string(frame:long, flags:long)
+P python2_get_var_obj:long(frame:long, var:string)
+P python2_get_var_obj:long(frame:long, var:string, index:long)
+P python3_get_locals:string(frame:long, flags:long)
+P python3_get_var_obj:long(frame:long, var:string)
+P python3_get_var_obj:long(frame:long, var:string, index:long)
+P rcu_dereference:long(protected_pointer:long)
+P rlimit_from_str:long(lim_str:string)
+P sa_flags_str:string(sa_flags:long)
+G set_kernel_char(addr:long, val:long)
+G set_kernel_pointer(addr:long, val:long)
+G set_kernel_short(addr:long, val:long)
+G set_kernel_string_n(addr:long, n:long, val:string)
+G set_user_char(addr:long, val:long)
+G set_user_pointer(addr:long, val:long)
+G set_user_short(addr:long, val:long)
+G set_user_string_n(addr:long, n:long, val:string)
+P sigset_mask_str:string(mask:long)
+P sock_flags_num2str:string(flags:long)
+P sprint_loadavg:string()
+P sprint_syms:string(callers:string)
+P stack:long(n:long)
+P string_to_fp:long(input:string)
+P symfile:string(addr:long)
+P symfileline:string(addr:long)
+P symline:string(addr:long)
+P task_cwd_path:long(task:long)
+P task_egid:long(task:long)
+P task_euid:long(task:long)
+P task_fd_lookup:long(task:long, fd:long)
+P task_gid:long(task:long)
+P task_max_file_handles:long(task:long)
+P task_nice:long(task:long)
+P task_ns_egid:long(task:long)
+P task_ns_euid:long(task:long)
+P task_ns_gid:long(task:long)
+P task_ns_pid:long(task:long)
+P task_ns_tid:long(task:long)
+P task_ns_uid:long(task:long)
+P task_open_file_handles:long(task:long)
+P task_prio:long(task:long)
+P task_uid:long(task:long)
+P tcp_get_info_rto:long(sock:long)
+P tcp_get_info_snd_cwnd:long(sock:long)
+P tcp_ts_get_info_rcv_mss:long(sock:long)
+P tcp_ts_get_info_snd_ssthresh:long(sock:long)
+P tcp_ts_get_info_state:long(sock:long)
+P umodaddr:long(address:long)
+P umodbuildid:string(address:long)
+P usrdev2kerndev:long(dev:long)
+P vm_fault_contains:long(value:long, test:long)
+M ucallers:string(n:long)
+M ustack:long(n:long)
+M print_usyms(callers:string)
+M sprint_usyms:string(callers:string)
+"""
 # fmt: on
 
 # Declared (so scripts pass pass 2 with SystemTap's privilege rules and messages) but impossible
@@ -315,7 +466,16 @@ def _parse(table: str) -> dict[tuple[str, int], Builtin]:
     return out
 
 
-BUILTINS: dict[tuple[str, int], Builtin] = _parse(TABLE)
+STOCK: dict[tuple[str, int], Builtin] = _parse(STOCK_TABLE)
+_NOT_PROVIDED = "a SystemTap tapset function pystap declares for its privilege rules but does not implement"
+for _key, _fn in STOCK.items():
+    UNAVAILABLE.setdefault(_fn.name, _NO_USYMS if _fn.privilege is FnPrivilege.MYPROC else _NOT_PROVIDED)
+_NATIVE: dict[tuple[str, int], Builtin] = _parse(TABLE)
+# UNAVAILABLE is keyed by name: a stock arity of a natively implemented name would
+# make pass 3 refuse the native one too, so the two tables must not share names.
+if {n for n, _ in _NATIVE} & {n for n, _ in STOCK}:
+    raise ValueError(f"declared twice: {sorted({n for n, _ in _NATIVE} & {n for n, _ in STOCK})}")
+BUILTINS: dict[tuple[str, int], Builtin] = {**_NATIVE, **STOCK}
 NAMES: frozenset[str] = frozenset(name for name, _ in BUILTINS)
 
 

@@ -84,57 +84,6 @@ class Generated:
     globals: list[str] = field(default_factory=list)
 
 
-class _Usage(A.Visitor):
-    """Which globals are read and which are written (for the unread-global display)."""
-
-    def __init__(self) -> None:
-        self.read: set[int] = set()
-        self.written: set[int] = set()
-
-    def _decl(self, e: A.Expr | None) -> A.GlobalDecl | None:
-        if isinstance(e, A.Symbol) and isinstance(e.referent, A.GlobalDecl):
-            return e.referent
-        if isinstance(e, A.ArrayIndex):
-            return self._decl(e.base)
-        return None
-
-    def visit_Symbol(self, n: A.Symbol) -> None:
-        if isinstance(n.referent, A.GlobalDecl):
-            self.read.add(id(n.referent))
-
-    def visit_Assign(self, n: A.Assign) -> None:
-        d = self._decl(n.target)
-        if d is not None:
-            self.written.add(id(d))
-            if n.op != "=" and n.op != "<<<":
-                self.read.add(id(d))
-            if isinstance(n.target, A.ArrayIndex):
-                for i in n.target.indexes:
-                    if i is not None:
-                        self.visit(i)
-        else:
-            self.visit(n.target)
-        self.visit(n.value)
-
-    def visit_Crement(self, n: A.Crement) -> None:
-        d = self._decl(n.operand)
-        if d is not None:
-            self.written.add(id(d))
-            self.read.add(id(d))
-        self.generic_visit(n)
-
-    def visit_Delete(self, n: A.Delete) -> None:
-        d = self._decl(n.target)
-        if d is not None:
-            self.written.add(id(d))
-            if isinstance(n.target, A.ArrayIndex):
-                for i in n.target.indexes:
-                    if i is not None:
-                        self.visit(i)
-            return
-        self.visit(n.target)
-
-
 class _Emitter:
     def __init__(self) -> None:
         self.lines: list[str] = []
@@ -284,10 +233,6 @@ class CodeGenerator:
             entry = self.capture_plan.entry.get(id(p))
             if entry:
                 probes.append(self.emit_entry_companion(p, i, entry))
-        for j, info in enumerate(()):  # unread-global display: pass 2 builds it (lang/unread.py)
-            name = f"probe_display_{j}"
-            self.emit_display(info, name)
-            probes.append((None, name, "end", "end", {"sequence": 0}))
         for key, name in self.overloads.items():
             self.emit_overload(key, name)
         code_em = self.em
@@ -312,31 +257,6 @@ class CodeGenerator:
         if fetch is not None:
             params["fetch"] = list(fetch)
         return params
-
-    def unread_globals(self) -> list[GlobalInfo]:
-        usage = _Usage()
-        for p in self.script.probes:
-            usage.visit(p.body)
-            if p.condition is not None:
-                usage.visit(p.condition)
-        for f in self.script.functions:
-            usage.visit(f.body)
-        tapset_files = {f.name for f in self.script.files if f.tapset}
-        out = []
-        for info in self.globals.values():
-            g = info.decl
-            if id(g) in usage.written and id(g) not in usage.read and g.file not in tapset_files:
-                out.append(info)
-        return out
-
-    def emit_display(self, info: GlobalInfo, name: str) -> None:
-        em = self.em
-        em.line(f"def {name}(c):")
-        em.indent += 1
-        em.line(f"_display(c, {info.decl.name!r}, {info.py}, {info.kind!r}, {info.key_types!r})",
-                info.decl.tok)
-        em.indent -= 1
-        em.line("")
 
     def emit_overload(self, key: tuple[int, ...], name: str) -> None:
         em = self.em
