@@ -17,7 +17,7 @@ from pystap.kernel import KernelError, KernelSession
 from pystap.kernel.tracefs import Tracefs
 from pystap.privilege import Level
 from pystap.probes import elfsyms
-from pystap.probes.syscall import syscall_numbers
+from pystap.syscalls import syscall_numbers
 
 
 def entries_for(path: Path, family: str, args: dict[str, Any], first_id: int = 1) -> list[dict[str, Any]]:

@@ -216,7 +216,7 @@ def test_lifecycle_and_syscalls_of_own_processes(tfs: Tracefs, sid: str, shared_
     kinds = [p for p, _ in events if p != 5]
     assert kinds == [1, 3, 4, 2]
     assert events[[p for p, _ in events].index(1)][1]["filename"] == str(plain)
-    from pystap.probes.syscall import syscall_numbers
+    from pystap.syscalls import syscall_numbers
     nr = syscall_numbers().get("getppid", 110)
     assert [e for p, e in events if p == 5 and e["syscall"] == nr]
     assert leftovers(tfs, sid) == []

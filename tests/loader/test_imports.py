@@ -6,7 +6,8 @@ import sys
 
 FORBIDDEN = ("pystap.lang", "pystap.translate", "pystap.probes", "pystap.runtime", "pystap.cli.stap",
              "pystap.tapset", "pystap.server")
-ALLOWED_PYSTAP = ("pystap.privilege", "pystap.paths", "pystap.modfile", "pystap.eventwire", "pystap.signing",
+ALLOWED_PYSTAP = ("pystap.privilege", "pystap.paths", "pystap.modfile", "pystap.eventwire", "pystap.syscalls",
+                  "pystap.signing",
                   "pystap.policy",
                   "pystap.loader", "pystap.cli.stapd", "pystap.cli", "pystap.kernel")
 ALLOWED_THIRD_PARTY = ("cryptography", "_openssl", "cffi", "_cffi_backend", "pycparser")

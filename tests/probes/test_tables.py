@@ -2,17 +2,12 @@
 
 from __future__ import annotations
 
-from pystap.kernel.syscallstrings import STRING_ARGS
 from pystap.lang.ast import Type
 from pystap.policy.functions import FunctionPrivilege
 from pystap.probes import captures
 from pystap.probes.syscall import SYSCALL_LOCALS
 from pystap.runtime import FUNCTIONS, tapset_syscall, tapset_uprobe
 from pystap.tapset import builtins
-
-
-def test_syscall_string_arguments_match_the_daemons_allowlist() -> None:
-    assert captures.SYSCALL_STRING_ARGS == STRING_ARGS
 
 
 def test_syscall_locals_match_the_runtime() -> None:

@@ -25,7 +25,9 @@ MIN, MAX = arith.INT64_MIN, arith.INT64_MAX
         (arith.shl, 1, 64, 1),
         (arith.shl, 1, 63, MIN),
         (arith.shr, -16, 2, -4),
-        (arith.shr, 1, 65, 0),
+        (arith.shr, 1, 65, 1),  # clamped to 64, then masked: no shift
+        (arith.shl, 120, -2, 120),  # systemtap.base/arith: negative counts clamp to 0
+        (arith.lshr, -1, -1, -1),
         (arith.lshr, -1, 60, 15),
         (arith.lshr, -1, 0, -1),
     ],

@@ -1,8 +1,10 @@
 """The passes and the runtime meet only through the module file and the shared leaf modules.
 
 DESIGN: the passes do not import the runtime, and the runtime never imports the translator.
-What both need -- the regex dialect (pystap.ere) and the printf format parser
-(pystap.printf_format) -- lives at the top of the package, importing no pass.
+What both need -- the regex dialect (pystap.ere), the printf format parser
+(pystap.printf_format), the syscall tables (pystap.syscalls) and the list of
+functions this substrate cannot provide (pystap.unavailable) -- lives at the
+top of the package, importing no pass.
 """
 
 from __future__ import annotations
@@ -31,5 +33,5 @@ def test_translator_checks_import_no_runtime() -> None:
 
 
 def test_shared_leaf_modules_import_nothing_of_pystap() -> None:
-    assert set(_modules("import pystap.ere, pystap.printf_format")) == {"pystap", "pystap.ere",
-                                                                        "pystap.printf_format"}
+    leaves = {"pystap.ere", "pystap.printf_format", "pystap.syscalls", "pystap.unavailable"}
+    assert set(_modules("import " + ", ".join(sorted(leaves)))) == {"pystap", *leaves}

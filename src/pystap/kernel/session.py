@@ -91,6 +91,36 @@ class _Dispatch:
     tracker_kind: str = ""  # "exec", "fork", "exit" when the path tracker follows this event
 
 
+# The scheduler events a path tracker needs to follow processes across exec, fork and exit.
+_FOLLOW_EVENTS = {("sched", "sched_process_exec"): "exec", ("task", "task_newtask"): "fork",
+                  ("sched", "sched_process_exit"): "exit"}
+
+
+def add_follow_events(tracker: tracepoints.ProcessTracker,
+                      by_event: dict[tuple[str, str], list[Any]]) -> dict[tuple[str, str], str]:
+    """When probes name processes by path, seed the tracker from /proc and make sure the
+    events that keep it current are read (with no probe of their own); returns which
+    event feeds which tracker kind.  Shared by root and stapusr sessions."""
+    if not tracker.paths:
+        return {}
+    tracker.seed_from_proc()
+    for key in _FOLLOW_EVENTS:
+        by_event.setdefault(key, [])
+    return dict(_FOLLOW_EVENTS)
+
+
+def load_event_format(tfs: Tracefs, system: str, event: str, uses: list[Any],
+                      problems: list[str], what: str) -> EventFormat | None:
+    """The decoder-ready format of ``system:event``, or None with the reason added to
+    ``problems`` (naming the probes that needed it)."""
+    try:
+        return session_decoder(parse_format(tfs.event_format(system, event)))
+    except (OSError, FormatError) as exc:
+        ids = ", ".join(f"#{pid}" for pid, _ in uses) or "internal"
+        problems.append(f"probe {ids}: {what} {system}:{event} is not available ({exc})")
+        return None
+
+
 def deliver(d: _Dispatch, fields: dict[str, Any], append: Callable[[Event], None],
             tracker: tracepoints.ProcessTracker, tgid_cache: dict[int, int]) -> None:
     """Hand one decoded record to every entry using its event, then update the path tracker.
@@ -533,21 +563,12 @@ class KernelSession:
                     KernelError) as exc:
                 self.problems.append(f"probe #{probe_id}: {exc}")
 
-        follow: dict[tuple[str, str], str] = {}
-        if tracker.paths:
-            tracker.seed_from_proc()
-            follow = {("sched", "sched_process_exec"): "exec", ("task", "task_newtask"): "fork",
-                      ("sched", "sched_process_exit"): "exit"}
-            for key in follow:
-                by_event.setdefault(key, [])
+        follow = add_follow_events(tracker, by_event)
 
         dispatch: dict[int, _Dispatch] = {}
         for (system, event), uses in by_event.items():
-            try:
-                fmt = session_decoder(parse_format(tfs.event_format(system, event)))
-            except (OSError, FormatError) as exc:
-                ids = ", ".join(f"#{pid}" for pid, _ in uses) or "internal"
-                self.problems.append(f"probe {ids}: tracepoint {system}:{event} is not available ({exc})")
+            fmt = load_event_format(tfs, system, event, uses, self.problems, "tracepoint")
+            if fmt is None:
                 continue
             kernel_filter = "" if (system, event) in follow else tracepoints.combined_filter(
                 [u.kernel_filter if u is not None else "" for _, u in uses])

@@ -24,18 +24,8 @@ from collections.abc import Callable
 from pystap.kernel import bpf, perf
 from pystap.kernel.ringbuffer import parse_format
 from pystap.kernel.tracefs import Tracefs
+from pystap.syscalls import STRING_ARGS
 
-# Which (1-based) arguments of common calls are user strings (paths).
-STRING_ARGS: dict[str, tuple[int, ...]] = {
-    "open": (1,), "openat": (2,), "openat2": (2,), "creat": (1,), "execve": (1,), "execveat": (2,),
-    "access": (1,), "faccessat": (2,), "faccessat2": (2,), "stat": (1,), "lstat": (1,), "newfstatat": (2,),
-    "statx": (2,), "unlink": (1,), "unlinkat": (2,), "mkdir": (1,), "mkdirat": (2,), "rmdir": (1,),
-    "chdir": (1,), "chroot": (1,), "chmod": (1,), "fchmodat": (2,), "chown": (1,), "lchown": (1,),
-    "fchownat": (2,), "truncate": (1,), "readlink": (1,), "readlinkat": (2,), "rename": (1, 2),
-    "renameat": (2, 4), "renameat2": (2, 4), "link": (1, 2), "linkat": (2, 4), "symlink": (1, 2),
-    "symlinkat": (1, 3), "mount": (1, 2), "umount2": (1,), "swapon": (1,), "swapoff": (1,),
-    "sethostname": (1,), "memfd_create": (1,),
-}
 STR_MAX = 256
 HEADER = struct.Struct("<IIIIQQ6Q")  # probe id, tid, tgid, cpu, nr, time, args[6]
 RINGBUF_BYTES = 1 << 22

@@ -39,7 +39,6 @@ from typing import Any
 
 from pystap import eventwire
 from pystap.kernel import bpf, btf, perf, tracepoints
-from pystap.kernel.ringbuffer import FormatError, parse_format, session_decoder
 from pystap.kernel.session import (
     TRACEPOINT_FAMILIES,
     UPROBE_FAMILIES,
@@ -49,7 +48,9 @@ from pystap.kernel.session import (
     RowPlan,
     _Dispatch,
     _entry_parts,
+    add_follow_events,
     deliver,
+    load_event_format,
     packable,
     pid_test,
     remove_session_objects,
@@ -377,20 +378,11 @@ class UserSession:
                     raise KernelError(f"'{family[:60]}' {why} for stapusr sessions")
             except (OSError, ValueError, KernelError) as exc:
                 self.problems.append(f"probe #{probe_id}: {exc}")
-        follow: dict[tuple[str, str], str] = {}
-        if tracker.paths:
-            tracker.seed_from_proc()
-            follow = {("sched", "sched_process_exec"): "exec", ("task", "task_newtask"): "fork",
-                      ("sched", "sched_process_exit"): "exit"}
-            for key in follow:
-                by_event.setdefault(key, [])
+        follow = add_follow_events(tracker, by_event)
         dispatch: dict[int, _Dispatch] = {}
         for (system, event), uses in by_event.items():
-            try:
-                fmt = session_decoder(parse_format(tfs.event_format(system, event)))
-            except (OSError, FormatError) as exc:
-                ids = ", ".join(f"#{pid}" for pid, _ in uses) or "internal"
-                self.problems.append(f"probe {ids}: event {system}:{event} is not available ({exc})")
+            fmt = load_event_format(tfs, system, event, uses, self.problems, "event")
+            if fmt is None:
                 continue
             dispatch[fmt.id] = _Dispatch(fmt, uses, follow.get((system, event), ""))
         if not any(d.uses for d in dispatch.values()):

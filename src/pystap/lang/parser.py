@@ -978,6 +978,15 @@ class Parser:
             return ast.Ternary(tok=t, cond=op1, true_expr=true_expr, false_expr=false_expr)
         return op1
 
+    def _chained(self, chain: int) -> int:
+        """Count one more operator of a left-associative chain: the tree it builds is as
+        deep as the chain is long, so the chain counts against MAX_NESTING."""
+        chain += 1
+        self.ops += 1
+        if self.depth + chain > MAX_NESTING:
+            raise self.error(f"nesting too deep (more than {MAX_NESTING} levels)")
+        return chain
+
     def _logic(self, minlevel: int) -> ast.Expr:
         left = self.parse_array_in()
         chain = 0
@@ -990,10 +999,7 @@ class Parser:
                 return left
             self.next()
             right = self._logic(level + 1)
-            chain += 1
-            self.ops += 1
-            if self.depth + chain > MAX_NESTING:
-                raise self.error(f"nesting too deep (more than {MAX_NESTING} levels)")
+            chain = self._chained(chain)
             if level <= 2:
                 left = ast.Logical(tok=t, op=t.text, left=left, right=right)
             else:
@@ -1034,10 +1040,7 @@ class Parser:
             self.next()
             right = self._arith(1)
             op1 = ast.Comparison(tok=t, op=t.text, left=op1, right=right)
-            chain += 1
-            self.ops += 1
-            if self.depth + chain > MAX_NESTING:
-                raise self.error(f"nesting too deep (more than {MAX_NESTING} levels)")
+            chain = self._chained(chain)
             t = self.peek()
         return op1
 
@@ -1053,10 +1056,7 @@ class Parser:
                 return left
             self.next()
             right = self._arith(level + 1) if level < 4 else self.parse_unary()
-            chain += 1
-            self.ops += 1
-            if self.depth + chain > MAX_NESTING:
-                raise self.error(f"nesting too deep (more than {MAX_NESTING} levels)")
+            chain = self._chained(chain)
             left = ast.Binary(tok=t, op=t.text, left=left, right=right)
 
     def parse_unary(self) -> ast.Expr:

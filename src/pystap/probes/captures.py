@@ -36,6 +36,7 @@ from typing import Any
 
 from pystap.lang import ast as A
 from pystap.lang.tokens import Token
+from pystap.syscalls import STRING_ARGS
 from pystap.tapset import builtins
 
 UPROBE_FAMILIES = frozenset(("process.function", "process.statement", "process.mark", "process.plt"))
@@ -80,18 +81,6 @@ for _kind, _type in _INT_TYPES.items():
         if f"user_{_kind}{_suffix}" in builtins.NAMES:  # only the variants SystemTap has
             READERS[f"user_{_kind}{_suffix}"] = _type
 
-# Which (1-based) arguments of a syscall the daemon captures as strings (``$argN_str``); the same
-# allowlist as pystap.kernel.syscallstrings.STRING_ARGS (a test keeps them equal).
-SYSCALL_STRING_ARGS: dict[str, tuple[int, ...]] = {
-    "open": (1,), "openat": (2,), "openat2": (2,), "creat": (1,), "execve": (1,), "execveat": (2,),
-    "access": (1,), "faccessat": (2,), "faccessat2": (2,), "stat": (1,), "lstat": (1,), "newfstatat": (2,),
-    "statx": (2,), "unlink": (1,), "unlinkat": (2,), "mkdir": (1,), "mkdirat": (2,), "rmdir": (1,),
-    "chdir": (1,), "chroot": (1,), "chmod": (1,), "fchmodat": (2,), "chown": (1,), "lchown": (1,),
-    "fchownat": (2,), "truncate": (1,), "readlink": (1,), "readlinkat": (2,), "rename": (1, 2),
-    "renameat": (2, 4), "renameat2": (2, 4), "link": (1, 2), "linkat": (2, 4), "symlink": (1, 2),
-    "symlinkat": (1, 3), "mount": (1, 2), "umount2": (1,), "swapon": (1,), "swapoff": (1,),
-    "sethostname": (1,), "memfd_create": (1,),
-}
 
 
 class CaptureError(Exception):
@@ -451,7 +440,7 @@ class _ProbePlanner:
         if not num.isdigit():
             return None
         n = int(num)
-        strings = SYSCALL_STRING_ARGS.get(str(self.probe.params.get("syscall", "")), ())
+        strings = STRING_ARGS.get(str(self.probe.params.get("syscall", "")), ())
         if n not in strings:
             return None
         return _Loc(("sysarg", n), syscall_arg=n)

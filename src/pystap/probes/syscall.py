@@ -15,31 +15,7 @@ from typing import Any
 from pystap.lang.ast import ProbePoint, Type
 from pystap.lang.diagnostics import SemanticError
 from pystap.probes.registry import ANY, BuildContext, Built, shape
-
-_UNISTD = (
-    "/usr/include/x86_64-linux-gnu/asm/unistd_64.h",
-    "/usr/include/asm/unistd_64.h",
-    "/usr/include/asm-generic/unistd.h",
-)
-_NAMES: dict[str, int] | None = None
-
-
-def syscall_numbers() -> dict[str, int]:
-    """Syscall names and numbers from the system headers (empty when absent)."""
-    global _NAMES
-    if _NAMES is None:
-        _NAMES = {}
-        for path in _UNISTD:
-            try:
-                with open(path, encoding="latin-1") as f:
-                    text = f.read(1 << 20)
-            except OSError:
-                continue
-            for m in re.finditer(r"#define\s+__NR_(\w+)\s+(\d+)", text):
-                _NAMES.setdefault(m.group(1), int(m.group(2)))
-            if _NAMES:
-                break
-    return _NAMES
+from pystap.syscalls import syscall_numbers
 
 
 def _target(is_return: bool):

@@ -61,18 +61,25 @@ def mod(a: int, b: int, where: str | None = None) -> int:
     return -r if a < 0 else r
 
 
+def _count(n: int) -> int:
+    """SystemTap clamps a shift count to [0, 64] (``max(min(n, 64), 0)``) and
+    x86 then masks it to 6 bits, so a count outside 0..63 shifts by nothing:
+    ``120 << -2`` is 120 (systemtap.base/arith), not ``120 << 62``."""
+    return n if 0 <= n < 64 else 0
+
+
 def shl(a: int, n: int) -> int:
-    return wrap(a << (n & 63))
+    return wrap(a << _count(n))
 
 
 def shr(a: int, n: int) -> int:
     """Arithmetic shift right (sign-extending)."""
-    return a >> (n & 63)
+    return a >> _count(n)
 
 
 def lshr(a: int, n: int) -> int:
     """``>>>``: logical shift right of the 64-bit pattern."""
-    return wrap((a & _MASK64) >> (n & 63))
+    return wrap((a & _MASK64) >> _count(n))
 
 
 def bnot(a: int) -> int:

@@ -16,13 +16,13 @@ table (:data:`pystap.probes.syscall.SYSCALL_LOCALS`); a test checks it.
 from __future__ import annotations
 
 import errno
-import re
 from collections.abc import Callable
 from typing import Any
 
 from pystap.runtime import printf
 from pystap.runtime.arith import wrap
 from pystap.runtime.tapset_strings import string_quoted
+from pystap.syscalls import syscall_name
 
 AT_FDCWD = -100
 O_CREAT = 0o100
@@ -168,29 +168,6 @@ def return_str(ret: int) -> str:
     if -MAXERRNO < ret < 0 and -ret in errno.errorcode:
         return f"{ret} ({errno.errorcode[-ret]})"
     return str(ret)
-
-
-_UNISTD = ("/usr/include/x86_64-linux-gnu/asm/unistd_64.h", "/usr/include/asm/unistd_64.h")
-_NAMES_BY_NUMBER: dict[int, str] | None = None
-
-
-def syscall_name(nr: int) -> str:
-    """The name of syscall ``nr`` from the system headers (as the translator's table), or ""."""
-    global _NAMES_BY_NUMBER
-    if _NAMES_BY_NUMBER is None:
-        table: dict[int, str] = {}
-        for path in _UNISTD:
-            try:
-                with open(path, encoding="latin-1") as f:
-                    text = f.read(1 << 20)
-            except OSError:
-                continue
-            for m in re.finditer(r"#define\s+__NR_(\w+)\s+(\d+)", text):
-                table.setdefault(int(m.group(2)), m.group(1))
-            if table:
-                break
-        _NAMES_BY_NUMBER = table
-    return _NAMES_BY_NUMBER.get(nr, "")
 
 
 def _name(c: Any) -> str:

@@ -26,6 +26,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from pystap import unavailable
 from pystap.lang.ast import Type
 from pystap.policy.functions import FunctionPrivilege, allowed_at_level
 
@@ -428,18 +429,7 @@ M sprint_usyms:string(callers:string)
 
 # Declared (so scripts pass pass 2 with SystemTap's privilege rules and messages) but impossible
 # on this substrate: pass 3 refuses a call with the reason, and the runtime's stub says the same.
-_NO_KERNEL = "this kernel offers no kernel memory, symbol or stack access to tracing scripts"
-_NO_USYMS = "user-space symbols and stack unwinding are not captured at the probe hit by pystap"
-UNAVAILABLE: dict[str, str] = {
-    **{name: _NO_KERNEL for name in (
-        "addr", "backtrace", "print_backtrace", "sprint_backtrace", "kernel_string", "kernel_string_n",
-        "kernel_long", "kernel_int", "kernel_short", "kernel_char", "kernel_pointer", "symname", "symdata",
-        "task_current", "print_regs")},
-    **{name: _NO_USYMS for name in (
-        "ubacktrace", "sprint_ubacktrace", "print_ubacktrace", "print_ubacktrace_brief", "usymname",
-        "usymdata", "usymfile", "umodname")},
-    "user_buffer_quoted": "it reads a buffer of run-time length, which cannot be captured at the probe hit",
-}
+UNAVAILABLE: dict[str, str] = dict(unavailable.SUBSTRATE)
 
 _LINE = re.compile(r"^([UMPG])\s+(\w+)(?::(long|string))?\((.*)\)$")
 _TYPES = {"long": Type.LONG, "string": Type.STRING, None: Type.UNKNOWN}
@@ -469,7 +459,8 @@ def _parse(table: str) -> dict[tuple[str, int], Builtin]:
 STOCK: dict[tuple[str, int], Builtin] = _parse(STOCK_TABLE)
 _NOT_PROVIDED = "a SystemTap tapset function pystap declares for its privilege rules but does not implement"
 for _key, _fn in STOCK.items():
-    UNAVAILABLE.setdefault(_fn.name, _NO_USYMS if _fn.privilege is FnPrivilege.MYPROC else _NOT_PROVIDED)
+    _why = unavailable.NO_USYMS if _fn.privilege is FnPrivilege.MYPROC else _NOT_PROVIDED
+    UNAVAILABLE.setdefault(_fn.name, _why)
 _NATIVE: dict[tuple[str, int], Builtin] = _parse(TABLE)
 # UNAVAILABLE is keyed by name: a stock arity of a natively implemented name would
 # make pass 3 refuse the native one too, so the two tables must not share names.

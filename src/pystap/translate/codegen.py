@@ -481,6 +481,9 @@ class CodeGenerator:
                 lim = f"[:max(0, {self.expr(s.limit)})]"
             em.line(f"for {var} in _hist_keys({stat}){lim}:", s.tok)
             em.indent += 1
+            if s.value is not None:
+                # ``foreach (count = bucket in @hist_*(s))``: the bucket's count, as stap assigns it
+                em.line(f"{self.local_name(s.value)} = {stat}.bucket({var})", s.tok)
             self.account(1, s.tok)
             self.loop_body(s.body)
             em.indent -= 1
