@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from conftest import leftovers
 
-from pystap.kernel import KernelError, bpf, btf
+from pystap.kernel import KernelError, bpf, btf, usersession
 from pystap.kernel.tracefs import Tracefs
 from pystap.kernel.usersession import UserSession, effective_uid
 from pystap.probes import elfsyms
@@ -131,6 +131,9 @@ def test_gate_drops_hits_after_euid_goes_back_to_root(tfs: Tracefs, sid: str, sh
     that keeps everything, showing it is the gate, not placement, that keeps them out."""
     suid = shared_dir / "suid"
     keep_all = bpf.mov_imm(0, 1) + bpf.EXIT
+    # A setuid program is not dumpable, so attaching is refused outright (see the dumpable test);
+    # waive that rule here to show that the in-kernel gate alone keeps root's hits out.
+    monkeypatch.setattr(usersession, "debuggable_by", lambda pid, uid: True)
     results = {}
     for name in ("gated", "ungated"):
         if name == "ungated":
@@ -167,6 +170,22 @@ def test_other_users_processes_are_refused(tfs: Tracefs, sid: str, shared_dir: P
             UserSession(sid, NOBODY, tfs, [2**22 + 5]).install([])
     finally:
         finish(root_run)
+    assert leftovers(tfs, sid) == []
+
+
+def test_processes_that_are_not_dumpable_are_refused(tfs: Tracefs, sid: str, shared_dir: Path) -> None:
+    """The user's own process that opted out of debugging (as key agents do) is never probed."""
+    code = "import ctypes, sys; ctypes.CDLL(None).prctl(4, 0, 0, 0, 0); print('ready', flush=True); sys.stdin.read()"
+    agent = as_nobody("/usr/bin/python3", "-c", code)
+    try:
+        assert agent.stdout is not None and agent.stdout.readline() == "ready\n"
+        assert effective_uid(agent.pid) == NOBODY
+        us = UserSession(sid, NOBODY, tfs, [agent.pid])
+        with pytest.raises(KernelError, match=f"process {agent.pid} is not dumpable"):
+            us.install([add_entry(shared_dir / "plain", agent.pid)])
+        us.close()
+    finally:
+        agent.communicate("", timeout=20)
     assert leftovers(tfs, sid) == []
 
 
@@ -226,6 +245,7 @@ def test_shared_gate_drops_root_euid_lifecycle(tfs: Tracefs, sid: str, shared_di
     """The setuid program takes euid 0 back, then starts and ends a thread: the shared gate keeps
     those tracepoint hits out, while the same run of the plain copy is seen (and so is the
     setuid run when the gate is swapped for one that keeps everything)."""
+    monkeypatch.setattr(usersession, "debuggable_by", lambda pid, uid: True)  # as above: the gate alone
     results = {}
     for name in ("plain", "suid", "ungated"):
         binary = shared_dir / ("plain" if name == "plain" else "suid")

@@ -79,6 +79,23 @@ def effective_uid(pid: int) -> int | None:
     return None
 
 
+def debuggable_by(pid: int, uid: int) -> bool:
+    """True when ``uid`` could debug ``pid`` as far as its dumpable flag goes.
+
+    The kernel makes the files of ``/proc/PID`` belong to root while a process is not
+    dumpable (it changed credentials, ran a program its user may not read
+    where the kernel enforces that, or opted out with
+    ``prctl(PR_SET_DUMPABLE, 0)`` as key agents do); a stapusr session
+    follows the debugger's rule (SystemTap only compared uids) and never
+    attaches to such a process.
+    """
+    try:
+        # the files, not the directory: the directory inode keeps its owner
+        return os.stat(f"/proc/{pid}/status").st_uid == uid
+    except OSError:
+        return False
+
+
 class SharedGates:
     """The daemon's gates on static tracepoints: one program per event, one uid set for all.
 
@@ -335,6 +352,9 @@ class UserSession:
         if euid != self.uid:
             raise KernelError(f"process {pid} does not belong to uid {self.uid}; stapusr may only probe "
                               "its own processes")
+        if not debuggable_by(pid, self.uid):
+            raise KernelError(f"process {pid} is not dumpable; stapusr may only probe processes its user "
+                              "could debug")
 
     def install(self, entries: Iterable[Any]) -> UserEventReader:
         """Define the uprobes, attach per target and CPU with the gates; return the reader."""
@@ -462,6 +482,9 @@ class UserSession:
         closed).  Returns True when the exec record belongs to this session.
         """
         if pid in self._attached or self._covered(pid) or effective_uid(pid) != self.uid:
+            return False
+        if not debuggable_by(pid, self.uid):
+            self.problems.append(f"not following process {pid}: it is not dumpable")
             return False
         if len(self._attached) >= MAX_TARGETS * 16:
             self.problems.append(f"not following process {pid}: too many processes")
