@@ -21,21 +21,22 @@ probe begin {
 probe end { print("end\n") }
 """
 
-# elaborate.cxx add_global_var_display: longs %#x, keys %#d, strings "%#s" (no escaping),
+# elaborate.cxx add_global_var_display as stap 4.x compiles it: longs in decimal, keys %#d,
+# strings "%#s" (no escaping),
 # statistics %#d, arrays in descending value order (statistics by @count), ties in insertion order;
 # an empty scalar statistic as "@count=0x0".
 EXPECTED = (
     "end\n"
-    "neg=0xfffffffffffffffb\n"
-    "zero=0x0\n"
-    "big=0x7fffffffffffffff\n"
+    "neg=-5\n"
+    "zero=0\n"
+    "big=9223372036854775807\n"
     'text="a\tb "q""\n'
-    'keys["y",-1]=0x1e\n'
-    'keys["z",0]=0x14\n'
-    'keys["x",2]=0xa\n'
-    "tie[3]=0x8\n"
-    "tie[1]=0x7\n"
-    "tie[2]=0x7\n"
+    'keys["y",-1]=30\n'
+    'keys["z",0]=20\n'
+    'keys["x",2]=10\n'
+    "tie[3]=8\n"
+    "tie[1]=7\n"
+    "tie[2]=7\n"
     "st @count=3 @min=-4 @max=5 @sum=4 @avg=1\n"
     "none @count=0x0\n"
     'sarr["a"] @count=2 @min=1 @max=2 @sum=3 @avg=1\n'

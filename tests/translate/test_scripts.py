@@ -123,7 +123,7 @@ def test_unread_globals_display():
     r = stap("-w", "-e", 'global count, name, arr, st; probe begin { count = 3; name = "x"; arr[1] = 5; arr[2] = 9;'
              ' st <<< 4; exit() }')
     assert r.rc == 0
-    assert r.out == 'count=0x3\nname="x"\narr[2]=0x9\narr[1]=0x5\nst @count=1 @min=4 @max=4 @sum=4 @avg=4\n'
+    assert r.out == 'count=3\nname="x"\narr[2]=9\narr[1]=5\nst @count=1 @min=4 @max=4 @sum=4 @avg=4\n'
 
 
 def test_division_by_zero_runs_error_probes_not_end():
@@ -289,7 +289,7 @@ def test_systemtap_testsuite_global_end():
     """systemtap.base/global_end: end probe output, then the unread-global display."""
     r = stap("-w", str(GOLDEN / "global_end.stp"), "0")
     assert r.rc == 0, r.err
-    # whole output: the end probe, then the display with SystemTap's formats (values %#x,
+    # whole output: the end probe, then the display with SystemTap's formats (values %d,
     # keys %#d, strings quoted, statistics %#d), arrays in descending value order
     assert r.out == (GOLDEN / "global_end.out").read_text()
 

@@ -94,6 +94,46 @@ def dump(script: ast.ElaboratedScript, verbose: bool = False) -> str:
     return "\n".join(out) + ("\n" if out else "")
 
 
+def _children(n: ast.Node) -> list[ast.Node]:
+    """Children in the order SystemTap's symbol resolution visits them: an array's
+    indexes before the array; a foreach's indexes, then the array, then its value."""
+    if isinstance(n, ast.ArrayIndex):
+        return [*(i for i in n.indexes if i is not None), n.base]
+    if isinstance(n, ast.Foreach):
+        head: list[ast.Node] = [*n.indexes, n.array]
+        if n.value is not None:
+            head.append(n.value)
+        return head + [c for c in ast.iter_children(n) if all(c is not h for h in head)]
+    return list(ast.iter_children(n))
+
+
+def resolution_order(probes: list[ast.DerivedProbe], functions: list[ast.FunctionDecl],
+                     globals_: list[ast.GlobalDecl]) -> list[ast.GlobalDecl]:
+    """The globals in SystemTap's order: the order symbol resolution first meets them
+    (probes in file order, then functions), not declaration order.  ``stap -p2`` lists
+    them so and the unread-global display prints them so; globals never met keep
+    declaration order at the end."""
+    wanted = {id(g): g for g in globals_}
+    seen: dict[int, ast.GlobalDecl] = {}
+    roots: list[ast.Node] = []
+    for p in probes:
+        if p.condition is not None:
+            roots.append(p.condition)
+        roots.append(p.body)
+    roots.extend(fn.body for fn in functions)
+    for root in roots:
+        stack = [root]
+        while stack:
+            cur = stack.pop()
+            if isinstance(cur, ast.Symbol):
+                ref = cur.referent
+                if ref is not None and id(ref) in wanted and id(ref) not in seen:
+                    seen[id(ref)] = wanted[id(ref)]
+            stack.extend(reversed(_children(cur)))
+    rest = [g for g in globals_ if id(g) not in seen]
+    return [*seen.values(), *rest]
+
+
 def _safe(render: Callable[[Any], str], node: Any) -> str:
     try:
         return render(node)

@@ -109,6 +109,7 @@ def _elaborate(files: list[ast.StapFile], opts: ElabOptions) -> ast.ElaboratedSc
     from pystap.lang.aliases import install
     from pystap.lang.checks import Checks
     from pystap.lang.probepoints import Resolver
+    from pystap.lang.dump import resolution_order
     from pystap.lang.unread import mark_usage, unread_probes
     from pystap.probes.registry import default_registry
 
@@ -226,7 +227,8 @@ def _elaborate(files: list[ast.StapFile], opts: ElabOptions) -> ast.ElaboratedSc
     if st.errors:
         raise ElaborationError(st.errors, _visible_warnings(st))
 
-    # 6: unread globals
+    # 6: unread globals, displayed (and listed by -p2) in resolution order
+    globals_ = resolution_order(probes, functions, globals_)
     mark_usage(probes, functions, globals_)
     probes.extend(unread_probes(globals_, {f.name for f in st.included if f.tapset}))
 

@@ -4,20 +4,22 @@ SystemTap adds a synthetic ``end`` probe that prints each such global, so a
 one-liner like ``probe timer.s(1) { count++ }`` shows its result.  We build
 that probe as ordinary syntax, so code generation and the runtime need no
 special case.  The formats are the ones ``add_global_var_display`` in
-SystemTap's ``elaborate.cxx`` writes (for ``--compatible`` >= 1.4), kept
-verbatim so the output is byte-identical:
+SystemTap's ``elaborate.cxx`` writes (as SystemTap 4.x translates them: its
+generated C prints longs with ``%lld``, and its testsuite's ``global_end``
+expects ``alpha["two",2]=4``), kept verbatim so the output is byte-identical:
 
-* long scalars ``name=%#x`` (so ``x=0x5``, ``x=0xfffffffffffffffb`` for -5,
-  ``x=0x0``: the runtime's ``#`` adds ``0x`` even to zero);
+* long scalars ``name=%d`` (so ``x=5``, ``x=-5``);
 * string scalars ``name="%#s"`` (``#`` changes nothing for ``%s``: no escaping);
 * arrays, one line per element in descending value order (descending
-  ``@count`` for statistics): ``name[%#d,"%#s"]=%#x`` -- keys in decimal,
-  values in hex;
+  ``@count`` for statistics): ``name[%#d,"%#s"]=%d`` -- keys and values in
+  decimal;
 * statistics ``name @count=%#d @min=%#d @max=%#d @sum=%#d @avg=%#d``
   (decimal); an empty scalar one prints ``name @count=0x0``.  Histograms
   are not printed (SystemTap prints only these five aggregates).
 
 Globals declared only in tapset files are never displayed (RHBZ 468139).
+The displays come in the order of ``globals_`` (resolution order, as
+SystemTap's ``s.globals``).
 """
 
 from __future__ import annotations
@@ -105,8 +107,8 @@ def _stats_line(prefix_fmt: str, prefix_args: list[ast.Expr], value: ast.Expr, n
 
 
 def _value_fmt(t: T) -> str:
-    """A value: strings quoted, longs in hex (``%#x``), as SystemTap prints them."""
-    return '"%#s"' if t is T.STRING else "%#x"
+    """A value: strings quoted, longs in decimal, as SystemTap prints them."""
+    return '"%#s"' if t is T.STRING else "%d"
 
 
 def _key_fmt(t: T) -> str:
