@@ -204,10 +204,10 @@ def test_pure_call_statement_keeps_only_its_side_effects() -> None:
     rc, out, err = stap("-p2", "-v", "-e", script)
     assert rc == 0, err
     body = out[out.index("begin /* <- begin */") :]
-    assert "(seen) = (4);\nshout(5);\n(seen) = (2);\nexit();" in body
+    assert "(__global_seen) = (4);\nshout(5);\n(__global_seen) = (2);\nexit();" in body
     assert "twice(" not in body
     # ``seen`` is now only written, so it is displayed at the end, as SystemTap does
-    assert 'printf("seen=%d\\n", seen);' in body
+    assert 'printf("seen=%d\\n", __global_seen);' in body
 
 
 def test_function_writing_a_global_is_not_pure() -> None:

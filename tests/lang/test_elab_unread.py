@@ -63,6 +63,12 @@ STAP_DISPLAYS = [
     ("global x; probe begin { x = 1 } probe timer.s(1) if (x) { exit() }", []),
     ("global x; function f() { return x } probe begin { x = 1 }", ["x"]),  # f is never called
     ("global x, y; probe begin { x = 1; y = x }", ["y"]),
+    # a crement or compound assignment whose value is used reads, too
+    ("global x; probe begin { println(x++) }", []),
+    ("global x; probe begin { while (x -= 2) ; }", []),
+    ("global x; probe begin { for (x = 1; x < 3; x++) ; }", []),
+    ("global x; probe begin { for (i = 1; i < 3; x++) println(i++) }", ["x"]),
+    ("global x; probe begin { y = (x = 2); println(y) }", ["x"]),
 ]
 
 

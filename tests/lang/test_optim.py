@@ -90,9 +90,53 @@ def test_unreachable_functions_disappear_after_optimisation() -> None:
 
 
 def test_optimizer_clears_semok_style_noise() -> None:
-    # side-effect-free for-clauses and empty ifs go, taking unresolvable $vars with them
+    # side-effect-free for-clauses, empty loops and empty ifs go, taking unresolvable $vars with
+    # them (semok/optimize.stp: stap 4.8 keeps only the probe that prints)
     s = elab(
         "function zoo(x) { return x } probe begin { for (2<$i; zoo(333); poo) ; } "
         "probe begin { foo = $bar; if (foo) {} } probe begin { { { { } } } } probe begin { println(1) }"
     )
-    assert [p.point for p in s.probes] == ["begin", "begin"]
+    assert [p.point for p in s.probes] == ["begin"]
+
+
+def test_empty_loops_and_ifs_reduce_as_stap() -> None:
+    from pystap.lang.printer import print_stmt
+
+    s = elab("global x; probe begin { while (24) ; if (x++) ; for (i = 0; i < 3; i++) ; println(x) }")
+    # as stap 4.8 -p2 -v: the idle loop is gone, the empty if leaves its condition's effect
+    assert print_stmt(s.probes[0].body, listing=True) == (
+        "{\n(__global_x)++;\nfor ((i) = (0); (i) < (3); (i)++) ;\nprintln(__global_x);\n}")
+
+
+def _printed(expr: str, decls: str = "") -> str:
+    """The argument ``println`` is left with once ``expr`` went through the optimiser."""
+    from pystap.lang.printer import print_expr
+
+    s = elab(decls + "probe begin { i = 3; s = \"s\"; g = 4; println(" + expr + ") }")
+    calls = [n for n in ast.walk(s.probes[0].body) if isinstance(n, ast.PrintFormat)]
+    return print_expr(calls[-1].args[0], listing=True)
+
+
+# stap 4.8 -p2 -v prints the same folds (elaborate.cxx const_folder::visit_binary_expression)
+IDENTITY_FOLDS = [
+    ("i*0", "0"), ("0*i", "0"), ("i&0", "0"), ("0<<i", "0"), ("0>>i", "0"), ("-1|i", "-1"),
+    ("i%1", "0"), ("i%-1", "0"), ("i|-1", "-1"), ("f()*0", "(f()) * (0)"),
+    ("i-0", "i"), ("0+i", "i"), ("i|0", "i"), ("i^0", "i"), ("1*i", "i"), ("i/1", "i"), ("-1&i", "i"),
+    ("i<<0", "i"), ("i>>-3", "i"), ("0-i", "(0) - (i)"), ("0/i", "(0) / (i)"), ("i%0", "(i) % (0)"),
+    ("i&&0", "0"), ("i||1", "1"), ("f()&&0", "(f()) && (0)"), ('"" . s', "s"),
+    ("i <= 9223372036854775807", "1"), ("i > 9223372036854775807", "0"),
+    ("i < -9223372036854775808", "0"), ("-9223372036854775808 <= i", "1"),
+]
+
+
+def test_identity_and_absorbing_constants_fold_as_stap() -> None:
+    for expr, want in IDENTITY_FOLDS:
+        got = _printed(expr, 'function f() { println("x"); return 1 } ')
+        assert got == want, expr
+
+
+def test_a_folded_operator_still_types_its_operand() -> None:
+    # ``x + 0`` became ``x`` but still makes x a long (and "" . y a string), as stap's folder does
+    assert elab_errors('probe begin { s = "a"; println(s + 0) }')[0] == "type mismatch (long)'s'@1:32"
+    s = elab("probe begin { println(h - 0) }")
+    assert [(v.name, v.type) for v in s.probes[0].locals] == [("h", ast.Type.LONG)]

@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from pystap.lang import ast
+from pystap.lang import ast, printer
 
 
 def _t(t: ast.Type) -> str:
@@ -48,12 +48,8 @@ def function_line(name: str, ret: ast.Type, params: list[tuple[str, ast.Type]]) 
 def dump(script: ast.ElaboratedScript, verbose: bool = False) -> str:
     render: Callable[[Any], str] | None = None
     if verbose:
-        try:
-            from pystap.lang import printer
-
-            render = getattr(printer, "print_stmt", None)
-        except ImportError:
-            render = None
+        def render(node: Any) -> str:
+            return printer.print_stmt(node, listing=True)
     out: list[str] = []
     if script.embeds:
         out.append("# global embedded code")
@@ -72,19 +68,17 @@ def dump(script: ast.ElaboratedScript, verbose: bool = False) -> str:
         out.append("# functions")
         for _, line, fn in sorted(entries, key=lambda e: (e[0], e[1])):
             out.append(line)
+            if fn is not None and fn.locals:
+                out.append("  # locals")
+                out.extend(f"  {v.name}:{_t(v.type)}" for v in fn.locals)
             if render is not None and fn is not None:
-                if fn.locals:
-                    out.append("  # locals")
-                    out.extend(f"  {v.name}:{_t(v.type)}" for v in fn.locals)
                 out.append(_safe(render, fn.body))
     if script.probes:
         out.append("# probes")
         for p in script.probes:
             cond = ""
             if p.condition is not None:
-                from pystap.lang.printer import print_expr
-
-                cond = f" if ({print_expr(p.condition)})"
+                cond = f" if ({printer.print_expr(p.condition, listing=True)})"
             out.append(f"{p.point}{p.point_mark}{cond} /* <- {' <- '.join(p.derivation)} */")
             if p.locals:
                 out.append("  # locals")

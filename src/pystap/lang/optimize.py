@@ -21,6 +21,7 @@ from pystap.lang.diagnostics import Warning_
 from pystap.lang.tokens import Token
 
 INT64_MIN = -(2**63)
+INT64_MAX = 2**63 - 1
 MASK = 2**64
 
 
@@ -277,6 +278,67 @@ class Optimizer:
         self._elide_writes(block, {id(v) for v in locals_ if reads.get(id(v), 0) == 0}, locals_)
         self._fold(block)
 
+    def _fold_identity(self, e: ast.Expr) -> ast.Expr:
+        """SystemTap's const_folder beyond two literals: an absorbing constant makes the
+        result that constant when the other side has no effects (``x*0``, ``0&x``,
+        ``x%1``, ``-1|x``, ``0<<x``), an identity one leaves the other side (``x+0``,
+        ``x-0``, ``1*x``, ``x/1``, ``x^0``, ``-1&x``, ``x<<0``), a boundary comparison
+        is decided (``x <= LLONG_MAX``), ``"" . s`` is ``s``, and ``x && 0`` /
+        ``x || 1`` drop a pure ``x``.  The same rules in the same order, so ``-p2``
+        and the unread display see the same tree as stap's."""
+        if isinstance(e, ast.Binary) and e.op != ".":
+            a, b = _num(e.left), _num(e.right)
+            if (a is None) == (b is None):
+                return e
+            op = e.op
+            if b == 0 and op in ("/", "%"):
+                return e
+            absorbing = (a is not None and ((a == 0 and op in ("*", "&", ">>", "<<"))
+                                            or (a == -1 and op in ("|", ">>")))) or \
+                        (b is not None and ((b == 0 and op in ("*", "&")) or (b == 1 and op == "%")
+                                            or (b == -1 and op in ("%", "|"))))
+            if absorbing:
+                other = e.right if a is not None else e.left
+                if self.effects(other):
+                    return e
+                value = a if a is not None else (0 if op == "%" else b)
+                assert value is not None
+                return _lit(e.tok, value)
+            identity = (a is not None and ((a == 0 and op in ("+", "|", "^")) or (a == 1 and op == "*")
+                                           or (a == -1 and op == "&"))) or \
+                       (b is not None and ((b == 0 and op in ("+", "-", "|", "^"))
+                                           or (b == 1 and op in ("*", "/")) or (b == -1 and op == "&")
+                                           or (b <= 0 and op in (">>", "<<"))))
+            if identity:
+                other = e.right if a is not None else e.left
+                if other.type is ast.Type.UNKNOWN:
+                    other.type = ast.Type.LONG  # the operator's constraint survives the fold
+                return other
+            return e
+        if isinstance(e, ast.Binary):  # concatenation with an empty literal
+            for lit, other in ((e.left, e.right), (e.right, e.left)):
+                if isinstance(lit, ast.StringLit) and lit.value == "":
+                    if other.type is ast.Type.UNKNOWN:
+                        other.type = ast.Type.STRING
+                    return other
+            return e
+        if isinstance(e, ast.Logical):
+            a, b = _num(e.left), _num(e.right)
+            if a is None and b is not None and (b if e.op == "||" else not b) and not self.effects(e.left):
+                return _lit(e.tok, 1 if e.op == "||" else 0)
+            return e
+        if isinstance(e, ast.Comparison):
+            a, b = _num(e.left), _num(e.right)
+            if (a is None) == (b is None):
+                return e
+            op = e.op
+            low, high = (("<=", ">"), (">=", "<")) if a is not None else ((">=", "<"), ("<=", ">"))
+            k = a if a is not None else b
+            decided = (k == INT64_MIN and op in low) or (k == INT64_MAX and op in high)
+            if decided and not self.effects(e.right if a is not None else e.left):
+                return _lit(e.tok, int(len(op) == 2))  # <= and >= hold, < and > do not
+        return e
+
     # constant folding and dead statements
     def _fold(self, root: ast.Node) -> None:
         def visit(n: ast.Node) -> ast.Node | None:
@@ -285,6 +347,8 @@ class Optimizer:
                 self._dead_overloads(n)
             if isinstance(n, ast.Expr):
                 new = fold_expr(n)
+                if new is n:
+                    new = self._fold_identity(n)
                 if new is not n:
                     self.changed = True
                 return new
@@ -295,12 +359,15 @@ class Optimizer:
                     if c:
                         return n.then
                     return n.else_ if n.else_ is not None else ast.NullStatement(tok=n.tok)
-            if (
-                isinstance(n, ast.If)
-                and _empty(n.then)
-                and (n.else_ is None or _empty(n.else_))
-                and not self.effects(n.cond)
-            ):
+            if isinstance(n, ast.If) and _empty(n.then) and (n.else_ is None or _empty(n.else_)):
+                # nothing to choose between: only the condition's effects remain (``if (x++);``)
+                self.changed = True
+                if self.effects(n.cond):
+                    return ast.ExprStatement(tok=n.cond.tok, expr=n.cond)
+                return ast.NullStatement(tok=n.tok)
+            if isinstance(n, ast.For | ast.While | ast.Foreach) and self._idle_loop(n):
+                # an empty loop that changes nothing goes, as stap's void-statement reducer
+                # drops it -- even ``while (24);``, which would never end
                 self.changed = True
                 return ast.NullStatement(tok=n.tok)
             if isinstance(n, ast.For):
@@ -342,6 +409,18 @@ class Optimizer:
             return n
 
         visit(root)
+
+    def _idle_loop(self, n: ast.For | ast.While | ast.Foreach) -> bool:
+        """A loop with an empty body whose other parts change nothing."""
+        if not _empty(n.body):
+            return False
+        if isinstance(n, ast.Foreach):
+            parts: list[ast.Expr | None] = [n.limit, *(n.slice or [])]
+        elif isinstance(n, ast.For):
+            parts = [n.init, n.cond, n.incr]
+        else:
+            parts = [n.cond]
+        return not any(p is not None and self.effects(p) for p in parts)
 
     def _dead_overloads(self, call: ast.FunctionCall) -> None:
         """Drop overloads a call can never reach (SystemTap's dead_overload_remover).

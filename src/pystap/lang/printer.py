@@ -46,7 +46,16 @@ def literal(lit: ast.Expr, signed: bool = True) -> str:
 
 
 class Printer:
-    """Renders nodes; one method per node family."""
+    """Renders nodes; one method per node family.
+
+    A literal that wrapped (``18446744073709551615`` is -1) prints unsigned by
+    default, so that the ``-p1`` text re-parses to the same tree.  The ``-p2``
+    listing (``listing=True``) prints resolved trees as ``stap -p2`` does:
+    literals signed (folded constants, ``println(-3)``) and globals by the
+    names stap gives them in generated code (``__global_x``)."""
+
+    def __init__(self, listing: bool = False) -> None:
+        self.listing = listing
 
     def expr(self, e: ast.Expr) -> str:
         m = getattr(self, "e_" + type(e).__name__, None)
@@ -55,12 +64,14 @@ class Printer:
         return m(e)
 
     def e_NumberLit(self, e: ast.NumberLit) -> str:
-        return literal(e, signed=False)
+        return literal(e, signed=self.listing)
 
     def e_StringLit(self, e: ast.StringLit) -> str:
         return quote(e.value)
 
     def e_Symbol(self, e: ast.Symbol) -> str:
+        if self.listing and isinstance(e.referent, ast.GlobalDecl) and not e.name.startswith("__"):
+            return "__global_" + e.name
         return e.name
 
     def _indexes(self, idx: list[ast.Expr | None]) -> str:
@@ -338,11 +349,11 @@ def print_parse_tree(files: list[ast.StapFile]) -> str:
     return "# parse tree dump\n" + "".join(print_file(f) for f in files) + "\n"
 
 
-def print_expr(e: ast.Expr) -> str:
+def print_expr(e: ast.Expr, listing: bool = False) -> str:
     _deep_enough()
-    return Printer().expr(e)
+    return Printer(listing).expr(e)
 
 
-def print_stmt(s: ast.Stmt) -> str:
+def print_stmt(s: ast.Stmt, listing: bool = False) -> str:
     _deep_enough()
-    return Printer().stmt(s)
+    return Printer(listing).stmt(s)

@@ -275,6 +275,10 @@ class Inference:
     # -- expressions --------------------------------------------------------------------
 
     def expr(self, e: ast.Expr, want: T, statement: bool = False) -> T:
+        if want is UNK and e.type in (T.LONG, T.STRING) and isinstance(e, ast.Symbol | ast.ArrayIndex):
+            # the optimiser folded ``x + 0`` to ``x`` (``"" . s`` to ``s``) and left the
+            # operator's constraint on it, as stap's const_folder types the operand it keeps
+            want = e.type
         method = _EXPR.get(type(e))
         if method is None:
             if self.final:

@@ -46,19 +46,38 @@ def mark_usage(
     roots += [p.condition for p in probes if p.condition is not None]
     for root in roots:
         written_syms: set[int] = set()
+        discarded = _discarded_values(root)
         for n in ast.walk(root):
-            # like stap, ``c++`` and ``c += 1`` only count as writes for the display, and
-            # ``delete`` counts as a read (varuse_collecting_visitor treats it so, so that
-            # the optimiser keeps the variable)
+            # like stap, ``c++`` and ``c += 1`` only count as writes for the display when
+            # their value is thrown away (a statement, a for loop's init or step); used as a
+            # value (``println(c++)``, ``while (c -= 2)``) they read it too (stap 4.8 -p2
+            # shows no display then).  ``delete`` counts as a read (varuse_collecting_visitor
+            # treats it so, so that the optimiser keeps the variable)
             target = None if isinstance(n, ast.Delete) else ast.write_target(n)
             if target is not None:
                 sym = target.base if isinstance(target, ast.ArrayIndex) else target
                 if isinstance(sym, ast.Symbol):
                     written_syms.add(id(sym))
                     _mark(sym, write=True)
+                    modifies = isinstance(n, ast.Crement) or (
+                        isinstance(n, ast.Assign) and n.op not in ("=", "<<<"))
+                    if modifies and id(n) not in discarded:
+                        _mark(sym, read=True)
         for n in ast.walk(root):
             if isinstance(n, ast.Symbol) and id(n) not in written_syms:
                 _mark(n, read=True)
+
+
+def _discarded_values(root: ast.Node) -> set[int]:
+    """The expressions whose value nobody uses: an expression statement's, and a for
+    loop's init and step."""
+    out: set[int] = set()
+    for n in ast.walk(root):
+        if isinstance(n, ast.ExprStatement):
+            out.add(id(n.expr))
+        elif isinstance(n, ast.For):
+            out.update(id(e) for e in (n.init, n.incr) if e is not None)
+    return out
 
 
 def _mark(e: ast.Expr, read: bool = False, write: bool = False) -> None:
