@@ -66,7 +66,7 @@ def test_first_build_creates_the_key_with_a_note_and_signs(tmp_path: Path) -> No
     fingerprint = ":".join(key.fingerprint[i:i + 2] for i in range(0, 64, 2))
     assert err == (f"Created a module-signing key in {directory}; to trust the modules it signs, an "
                    f"administrator runs: pystap-authorize-cert {directory}/signing-cert.pem --signer "
-                   f"--expect-fingerprint {fingerprint}\n")
+                   f"--expect-fingerprint {fingerprint} --max-privilege stapusr --only-uid {os.getuid()}\n")
     assert stat.S_IMODE(os.stat(directory / "signing-key.pem").st_mode) == 0o600
     assert stat.S_IMODE(os.stat(directory).st_mode) == 0o700
     assert key.key_type == "ml-dsa-65"

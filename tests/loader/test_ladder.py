@@ -8,6 +8,8 @@ from pystap.loader.ladder import (
     MSG_ALTERED,
     MSG_INSUFFICIENT,
     MSG_NORMAL_USER,
+    MSG_SCOPE_LEVEL,
+    MSG_SCOPE_UID,
     MSG_UNVERIFIED,
     LadderInput,
     LocationProof,
@@ -93,3 +95,34 @@ def test_unsigned_says_nothing_more_than_systemtap_untrusted_says_which_key():
     got = decide(LadderInput(uid=5, credentials=PR_STAPUSR, verdict=VerdictKind.UNTRUSTED,
                              module_level=PR_STAPUSR, module_path=PATH, verdict_message="key k"))
     assert got.messages == ("key k", MSG_UNVERIFIED.format(path=PATH))
+
+
+SCOPES = {  # signer scope -> (max level bits, uids)
+    "any": (None, None),
+    "usr-only": (PR_STAPUSR, None),
+    "sys-max": (PR_STAPSYS | PR_STAPUSR, None),
+    "uid-40001": (None, frozenset({40001})),
+    "uid-other": (None, frozenset({40002})),
+    "usr-uid-40001": (PR_STAPUSR, frozenset({40001})),
+}
+
+
+@pytest.mark.parametrize(("caller", "scope", "level"), list(itertools.product(CALLERS, SCOPES, LEVELS)))
+def test_signer_scope(caller, scope, level):
+    """A trusted signature counts only within the scope the administrator gave its signer; root and
+    stapdev are decided before signatures matter, as in SystemTap."""
+    uid, creds = CALLERS[caller]
+    max_level, uids = SCOPES[scope]
+    got = decide(LadderInput(uid=uid, credentials=creds, verdict=VerdictKind.OK, module_level=LEVELS[level],
+                             module_path=PATH, signer_max_level=max_level, signer_uids=uids))
+    plain = expected(caller, VerdictKind.OK, level, OUTSIDE)
+    if caller in ("root", "stapdev", "nogroup"):
+        want = plain
+    elif max_level is not None and max_level & LEVELS[level] != LEVELS[level]:
+        want = (False, PR_NONE, "signer-scope", (MSG_SCOPE_LEVEL.format(
+            path=PATH, max="stapusr" if max_level == PR_STAPUSR else "stapsys", req=level),))
+    elif uids is not None and uid not in uids:
+        want = (False, PR_NONE, "signer-scope", (MSG_SCOPE_UID.format(path=PATH, uid=uid),))
+    else:
+        want = plain
+    assert (got.allowed, got.credentials, got.rule, got.messages) == want

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 
 import pytest
 
 from pystap.cli.certs import authorize_cert_main, gen_cert_main
+from pystap.privilege import PR_STAPUSR
 from pystap.signing import SignerStore, VerdictKind, certificates, load_signing_key, sign_module, verify
+from pystap.signing.signer_store import SignerScope
+
+_nothing = contextlib.nullcontext
 
 
 @pytest.fixture
@@ -104,3 +109,29 @@ def test_gen_cert_errors(env, capsys, monkeypatch):
     assert load_signing_key(env / "k", "hunter22").key_type == "ed25519"
     assert gen_cert_main(["--key-type", "ed25519", str(env / "k")]) == 1
     assert "already exists" in capsys.readouterr().err
+
+
+def test_authorize_with_a_scope_lists_and_clears_it(env, capsys):
+    assert gen_cert_main(["--key-type", "ed25519", str(env / "u")]) == 0
+    cert_path = str(env / "u" / "signing-cert.pem")
+    assert authorize_cert_main([cert_path, "--signer", "--max-privilege", "stapusr",
+                                "--only-uid", "1234", "--only-uid", "77"]) == 0
+    assert "to certify modules up to stapusr, users 77,1234" in capsys.readouterr().out
+    (signer,) = SignerStore.open().all_signers()
+    assert signer.scope == SignerScope(PR_STAPUSR, frozenset({77, 1234}))
+    assert authorize_cert_main(["--list", "--signer"]) == 0
+    assert "certifies modules up to stapusr, users 77,1234" in capsys.readouterr().out
+    # trusting it again without a scope makes it unrestricted, as the command says
+    assert authorize_cert_main([cert_path, "--signer"]) == 0
+    assert "to certify any module, any user" in capsys.readouterr().out
+    assert SignerStore.open().all_signers()[0].scope.unrestricted
+
+
+@pytest.mark.parametrize("args", [["--ssl", "--max-privilege", "stapusr"], ["--signer", "--list", "--only-uid", "5"],
+                                  ["--signer", "--max-privilege", "root"], ["--signer", "--only-uid", "-1"]])
+def test_scope_options_need_a_signer_certificate(env, capsys, args):
+    assert gen_cert_main(["--key-type", "ed25519", str(env / "u")]) == 0
+    cert = [] if "--list" in args else [str(env / "u" / "signing-cert.pem")]
+    with pytest.raises(SystemExit) if "root" in args else _nothing():
+        assert authorize_cert_main([*cert, *args]) == 1
+    assert len(SignerStore.open()) == 0

@@ -15,6 +15,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from pystap import modfile
+from pystap.privilege import PR_STAPUSR
 from pystap.signing import (
     SignerStore,
     SigningError,
@@ -25,6 +26,7 @@ from pystap.signing import (
     trust_admin,
     verify,
 )
+from pystap.signing.signer_store import SignerScope
 
 OTHER_UID = 65534
 
@@ -216,3 +218,39 @@ def test_revocations_json_format(store_dir):
     trust_admin.add_revocations(store_dir, keyids=["AB" * 32], owner_uid=0)
     data = json.loads((store_dir / "revocations.json").read_text())
     assert data == {"format": "pystap-revocations", "version": 1, "keyids": ["ab" * 32], "modules": []}
+
+
+def test_signer_scopes_on_disk(store_dir, keys, module_bytes, now):
+    """scopes.json narrows what a signer certifies; the OK verdict carries it to the loader."""
+    key = keys["ed25519"]
+    fp = certificates.fingerprint(key.certificate)
+    scope = SignerScope(PR_STAPUSR, frozenset({1234, 99}))
+    trust_admin.set_scope(store_dir, certificates.show_fingerprint(fp), scope, owner_uid=0)
+    data = json.loads((store_dir / "scopes.json").read_text())
+    assert data == {"format": "pystap-signer-scopes", "version": 1,
+                    "scopes": {fp: {"max_privilege": "stapusr", "uids": [99, 1234]}}}
+    store = SignerStore.open(store_dir)
+    assert {s.fingerprint: s.scope for s in store.all_signers()}[fp] == scope
+    verdict = verify(module_bytes, sign_module(module_bytes, key, now=now), store, now)
+    assert verdict.ok and verdict.scope == scope
+    ec = verify(module_bytes, sign_module(module_bytes, keys["ecdsa-p256"], now=now), store, now)
+    assert ec.ok and ec.scope is not None and ec.scope.unrestricted
+    trust_admin.set_scope(store_dir, fp, SignerScope(), owner_uid=0)  # back to unrestricted: entry gone
+    assert json.loads((store_dir / "scopes.json").read_text())["scopes"] == {}
+
+
+@pytest.mark.parametrize("content", [
+    b"{", b'{"format":"pystap-signer-scopes","version":1}',
+    b'{"format":"pystap-signer-scopes","version":2,"scopes":{}}',
+    b'{"format":"pystap-signer-scopes","version":1,"scopes":{"xy":{"uids":[1]}}}',
+    ('{"format":"pystap-signer-scopes","version":1,"scopes":{"' + "ab" * 32 + '":{"max_privilege":"root"}}}').encode(),
+    ('{"format":"pystap-signer-scopes","version":1,"scopes":{"' + "ab" * 32 + '":{"uids":[-1]}}}').encode(),
+    ('{"format":"pystap-signer-scopes","version":1,"scopes":{"' + "ab" * 32 + '":{"uids":[true]}}}').encode(),
+    ('{"format":"pystap-signer-scopes","version":1,"scopes":{"' + "ab" * 32 + '":{}}}').encode(),
+    ('{"format":"pystap-signer-scopes","version":1,"scopes":{"' + "ab" * 32 + '":{"x":1}}}').encode(),
+])
+def test_malformed_scope_list_disables_store(store_dir, keys, module_bytes, now, content):
+    """A store that might be missing a limit vouches for nothing (fail closed)."""
+    (store_dir / "scopes.json").write_bytes(content)
+    os.chmod(store_dir / "scopes.json", 0o644)
+    _refused(store_dir, keys, module_bytes, now, "scopes.json")

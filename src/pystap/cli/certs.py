@@ -18,11 +18,12 @@ from datetime import timedelta
 from pathlib import Path
 
 from pystap import paths
+from pystap.privilege import GROUP_GRANTS, LEVEL_NAMES
 from pystap.signing import SigningError, generate_signing_key, generate_tls_identity, trust_admin
 from pystap.signing.algorithms import KEY_TYPES, parse_key_type
 from pystap.signing.certificates import fingerprint, load_certificate, parse_hex_id, show_fingerprint, subject
 from pystap.signing.safe_files import read_regular
-from pystap.signing.signer_store import SignerStore
+from pystap.signing.signer_store import SignerScope, SignerStore
 
 
 def _passphrase(args: argparse.Namespace) -> str | None:
@@ -107,7 +108,8 @@ def _list(directory: Path, owner: int, signer: bool) -> None:
         for trusted in store.all_signers():
             cert = trusted.certificate
             print(f"{show_fingerprint(trusted.fingerprint)}  {trusted.key_type}  "
-                  f"until {cert.not_valid_after_utc:%Y-%m-%d}  {subject(cert)}  key id {trusted.keyid}")
+                  f"until {cert.not_valid_after_utc:%Y-%m-%d}  {subject(cert)}  key id {trusted.keyid}  "
+                  f"certifies {trusted.scope.describe()}")
         for keyid in sorted(store.revoked_keys):
             print(f"revoked key id {keyid}")
         for digest in sorted(store.revoked_modules):
@@ -116,6 +118,18 @@ def _list(directory: Path, owner: int, signer: bool) -> None:
     for _name, cert in trust_admin.list_certificates(directory, owner):
         print(f"{show_fingerprint(fingerprint(cert))}  until {cert.not_valid_after_utc:%Y-%m-%d}  "
               f"{subject(cert)}")
+
+
+def _scope(args: argparse.Namespace) -> SignerScope:
+    """The signer scope the options ask for (only meaningful when trusting a signer)."""
+    if (args.max_privilege or args.only_uid) and not (args.signer and args.certificate):
+        raise SigningError("--max-privilege and --only-uid go with trusting a certificate as --signer")
+    if args.only_uid and any(not 0 <= uid < 2**32 - 1 for uid in args.only_uid):
+        raise SigningError("--only-uid needs a user id")
+    return SignerScope(
+        GROUP_GRANTS[args.max_privilege] if args.max_privilege else None,
+        frozenset(args.only_uid) if args.only_uid else None,
+    )
 
 
 def authorize_cert_main(argv: list[str] | None = None) -> int:
@@ -130,6 +144,11 @@ def authorize_cert_main(argv: list[str] | None = None) -> int:
     parser.add_argument("--all-users", action="store_true", help="with --ssl: for all users (root only)")
     parser.add_argument("--expect-fingerprint", metavar="FP",
                         help="refuse unless the certificate has this SHA-256 fingerprint")
+    parser.add_argument("--max-privilege", choices=LEVEL_NAMES, metavar="LEVEL",
+                        help="with --signer: the highest module level this signer may certify")
+    parser.add_argument("--only-uid", type=int, action="append", metavar="UID",
+                        help="with --signer: its signatures count only for modules this user runs "
+                             "(repeatable)")
     action = parser.add_mutually_exclusive_group()
     action.add_argument("--list", action="store_true", help="list trusted certificates")
     action.add_argument("--revoke", metavar="FINGERPRINT",
@@ -143,12 +162,14 @@ def authorize_cert_main(argv: list[str] | None = None) -> int:
         if not (args.signer or args.ssl):
             raise SigningError("say what to trust the certificate for: --signer or --ssl")
         directory, owner = _store(args)
+        scope = _scope(args)
         if args.list:
             _list(directory, owner, args.signer)
         elif args.revoke:
             keyids = trust_admin.remove_certificate(directory, args.revoke, owner_uid=owner)
             if args.signer:
                 trust_admin.add_revocations(directory, keyids=keyids, owner_uid=owner)
+                trust_admin.set_scope(directory, args.revoke, SignerScope(), owner_uid=owner)
             print(f"removed certificate {show_fingerprint(args.revoke.lower().replace(':', ''))}"
                   + (f"; revoked key id {', '.join(keyids)}" if args.signer else ""))
         elif args.revoke_key or args.revoke_module:
@@ -172,7 +193,9 @@ def authorize_cert_main(argv: list[str] | None = None) -> int:
                     raise SigningError(f"Unable to authorize certificate: its fingerprint is "
                                        f"{show_fingerprint(actual)}, not the expected one")
             trust_admin.add_certificate(directory, cert, owner_uid=owner, signer=args.signer)
-            print(f"trusted {subject(cert)}")
+            if args.signer:
+                trust_admin.set_scope(directory, actual, scope, owner_uid=owner)
+            print(f"trusted {subject(cert)}" + (f" to certify {scope.describe()}" if args.signer else ""))
             print(f"fingerprint {show_fingerprint(actual)} in {directory}")
     except (SigningError, ValueError, OSError) as exc:
         print(f"pystap-authorize-cert: {exc}", file=sys.stderr)

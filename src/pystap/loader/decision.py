@@ -86,6 +86,8 @@ def authorize(
             module_path=module_path,
             location=location,
             verdict_message=verdict.message,
+            signer_max_level=verdict.scope.max_level if verdict.scope is not None else None,
+            signer_uids=verdict.scope.uids if verdict.scope is not None else None,
         )
     )
     if decision.allowed and module is None:

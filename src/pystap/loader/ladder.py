@@ -17,8 +17,10 @@ The order is SystemTap's:
 1. a tampered module (``ALTERED``) is refused for everyone, root included;
 2. root, then any ``stapdev`` member, is allowed with all credentials;
 3. a module signed by a trusted signer is allowed when the caller's
-   credentials cover its level, and otherwise refused (no fallback to the
-   blessed directory, as in SystemTap);
+   credentials cover its level and the signer's scope (set by the
+   administrator: highest level it may certify, users it certifies for)
+   covers the module and the caller, and otherwise refused (no fallback to
+   the blessed directory, as in SystemTap, which had no scopes);
 4. an unverified module inside the blessed directory, proven on the fd, is
    allowed with all credentials;
 5. everything else is refused.
@@ -37,6 +39,9 @@ MSG_INSUFFICIENT = (
     "ERROR: Your privilege credentials ({cred}) are insufficient to load the module {path} ({req} required)"
 )
 MSG_UNVERIFIED = "Unable to verify the signature for the module {path}."
+MSG_SCOPE_LEVEL = ("ERROR: The signer of the module {path} may certify modules up to {max} only "
+                   "({req} required).")
+MSG_SCOPE_UID = "ERROR: The signer of the module {path} is not trusted for modules run by uid {uid}."
 MSG_NORMAL_USER = (
     "ERROR: You are trying to run systemtap as a normal user.\n"
     'You should either be root, or be part of group "stapusr" and possibly the groups "stapsys" or "stapdev".'
@@ -74,13 +79,15 @@ class LadderInput:
     module_path: str
     location: LocationProof = NO_LOCATION
     verdict_message: str = ""
+    signer_max_level: int | None = None  # privilege bits the signer may certify; None: any
+    signer_uids: frozenset[int] | None = None  # users the signer certifies for; None: all
 
 
 @dataclass(frozen=True)
 class Decision:
     """``rule`` names the rung that decided: ``root``, ``stapdev``,
     ``signature``, ``blessed`` when allowed; ``no-credentials``, ``altered``,
-    ``insufficient``, ``unverified`` when refused.  ``messages`` are printed
+    ``insufficient``, ``signer-scope``, ``unverified`` when refused.  ``messages`` are printed
     to the user (on an allowed decision only with ``-v``, as they are
     SystemTap's diagnostics of a rung that did not decide)."""
 
@@ -102,6 +109,12 @@ def decide(facts: LadderInput) -> Decision:
     if contains(facts.credentials, PR_STAPDEV):
         return Decision(True, PR_ALL, "stapdev")
     if facts.verdict is VerdictKind.OK:
+        if facts.signer_max_level is not None and not contains(facts.signer_max_level, facts.module_level):
+            message = MSG_SCOPE_LEVEL.format(path=path, max=name(facts.signer_max_level),
+                                             req=name(facts.module_level))
+            return Decision(False, PR_NONE, "signer-scope", (message,))
+        if facts.signer_uids is not None and facts.uid not in facts.signer_uids:
+            return Decision(False, PR_NONE, "signer-scope", (MSG_SCOPE_UID.format(path=path, uid=facts.uid),))
         if contains(facts.credentials, facts.module_level):
             return Decision(True, facts.credentials, "signature")
         message = MSG_INSUFFICIENT.format(

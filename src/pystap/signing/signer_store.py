@@ -8,6 +8,17 @@ optional ``revocations.json`` listing revoked key ids and module digests::
      "keyids": ["<sha256 hex of a signer's SPKI>", ...],
      "modules": ["<sha256 hex of a module>", ...]}
 
+An optional ``scopes.json`` narrows what a signer may certify (SystemTap had
+no such thing: every trusted signer was root-equivalent, spec §9.2)::
+
+    {"format": "pystap-signer-scopes", "version": 1,
+     "scopes": {"<sha256 hex of a certificate>":
+                {"max_privilege": "stapusr", "uids": [1000]}}}
+
+``max_privilege`` is the highest module level the signer may certify;
+``uids`` are the only users for whom its signature counts (a user's own key
+trusted for that user alone).  A signer without an entry is unrestricted.
+
 The store is usable only when the directory and every file in it are owned by
 root and not writable by group or others (checked on fds, see
 :mod:`.trust_dir`); otherwise it is treated as empty and :attr:`problems` says
@@ -23,22 +34,59 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from cryptography import x509
 
-from pystap import paths
+from pystap import paths, privilege
 from pystap.signing import algorithms, certificates
 from pystap.signing.envelope import EnvelopeError, parse_json
 from pystap.signing.trust_dir import read_trust_dir
 
 REVOCATIONS_FILE = "revocations.json"
+SCOPES_FILE = "scopes.json"
+SCOPES_FORMAT = "pystap-signer-scopes"
 REVOCATIONS_FORMAT = "pystap-revocations"
 CERT_SUFFIXES = (".pem", ".crt", ".der")
 _HEX64 = re.compile(r"[0-9a-f]{64}")
+
+
+@dataclass(frozen=True)
+class SignerScope:
+    """What a signer may certify: modules up to ``max_level`` (privilege bits as in
+    :mod:`pystap.privilege`, e.g. ``PR_STAPUSR``), for the users in ``uids``;
+    None means no limit."""
+
+    max_level: int | None = None
+    uids: frozenset[int] | None = None
+
+    @property
+    def unrestricted(self) -> bool:
+        return self.max_level is None and self.uids is None
+
+    def describe(self) -> str:
+        if self.unrestricted:
+            return "any module, any user"
+        parts = []
+        if self.max_level is not None:
+            parts.append(f"modules up to {privilege.name(self.max_level)}")
+        if self.uids is not None:
+            parts.append("users " + ",".join(str(u) for u in sorted(self.uids)))
+        return ", ".join(parts)
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        if self.max_level is not None:
+            out["max_privilege"] = privilege.name(self.max_level)
+        if self.uids is not None:
+            out["uids"] = sorted(self.uids)
+        return out
+
+
+UNRESTRICTED = SignerScope()
 
 
 @dataclass(frozen=True)
@@ -50,6 +98,7 @@ class TrustedSigner:
     certificate: x509.Certificate
     fingerprint: str
     source: str = ""
+    scope: SignerScope = UNRESTRICTED
 
     @property
     def public_key(self) -> algorithms.PublicKey:
@@ -94,6 +143,37 @@ def parse_revocations(data: bytes) -> tuple[frozenset[str], frozenset[str]]:
     return result[0], result[1]
 
 
+def parse_scopes(data: bytes) -> dict[str, SignerScope]:
+    """Certificate fingerprint -> scope from ``scopes.json``; ``ValueError`` if malformed."""
+    try:
+        obj: Any = parse_json(data, SCOPES_FILE)
+    except EnvelopeError as exc:
+        raise ValueError(str(exc)) from None
+    if not isinstance(obj, dict) or obj.get("format") != SCOPES_FORMAT or obj.get("version") != 1 \
+            or set(obj) != {"format", "version", "scopes"} or not isinstance(obj["scopes"], dict):
+        raise ValueError(f"{SCOPES_FILE} is not a version 1 pystap signer-scope list")
+    scopes: dict[str, SignerScope] = {}
+    for fingerprint, entry in obj["scopes"].items():
+        if not _HEX64.fullmatch(fingerprint) or not isinstance(entry, dict) \
+                or not entry or set(entry) - {"max_privilege", "uids"}:
+            raise ValueError(f"{SCOPES_FILE}: bad entry for '{str(fingerprint)[:80]}'")
+        max_level = None
+        if "max_privilege" in entry:
+            level = entry["max_privilege"]
+            if level not in privilege.GROUP_GRANTS:
+                raise ValueError(f"{SCOPES_FILE}: unknown privilege level in entry {fingerprint}")
+            max_level = privilege.GROUP_GRANTS[level]
+        uids = None
+        if "uids" in entry:
+            values = entry["uids"]
+            if not isinstance(values, list) or not values or not all(
+                    type(u) is int and 0 <= u < 2**32 - 1 for u in values):
+                raise ValueError(f"{SCOPES_FILE}: 'uids' of entry {fingerprint} must list user ids")
+            uids = frozenset(values)
+        scopes[fingerprint] = SignerScope(max_level, uids)
+    return scopes
+
+
 class SignerStore:
     """Trusted signer certificates plus the revocation list (immutable once built)."""
 
@@ -131,17 +211,24 @@ class SignerStore:
         warnings: list[str] = []
         revoked_keys: frozenset[str] = frozenset()
         revoked_modules: frozenset[str] = frozenset()
+        scopes: dict[str, SignerScope] = {}
         for name, data in contents.files.items():
-            if name == REVOCATIONS_FILE:
-                try:
+            try:
+                if name == REVOCATIONS_FILE:
                     revoked_keys, revoked_modules = parse_revocations(data)
-                except ValueError as exc:
-                    return cls(problems=[f"{directory / name}: {exc}"], path=directory)
-            elif name.endswith(CERT_SUFFIXES) and not name.startswith("."):
+                elif name == SCOPES_FILE:
+                    scopes = parse_scopes(data)
+            except ValueError as exc:
+                # a store that might be missing a revocation or a limit vouches for nothing
+                return cls(problems=[f"{directory / name}: {exc}"], path=directory)
+        for name, data in contents.files.items():
+            if name.endswith(CERT_SUFFIXES) and not name.startswith("."):
                 try:
-                    signers.append(signer_from_certificate(certificates.load_certificate(data), name))
+                    signer = signer_from_certificate(certificates.load_certificate(data), name)
                 except ValueError as exc:
                     warnings.append(f"ignoring {directory / name}: {exc}")
+                    continue
+                signers.append(replace(signer, scope=scopes.get(signer.fingerprint, UNRESTRICTED)))
         return cls(signers, revoked_keys=revoked_keys, revoked_modules=revoked_modules,
                    warnings=warnings, path=directory)
 

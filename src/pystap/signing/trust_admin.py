@@ -21,7 +21,11 @@ from pystap.signing.signer_store import (
     CERT_SUFFIXES,
     REVOCATIONS_FILE,
     REVOCATIONS_FORMAT,
+    SCOPES_FILE,
+    SCOPES_FORMAT,
+    SignerScope,
     parse_revocations,
+    parse_scopes,
     signer_from_certificate,
 )
 from pystap.signing.trust_dir import read_trust_dir
@@ -130,5 +134,33 @@ def add_revocations(
         }
         text = json.dumps(document, sort_keys=True, indent=1, ensure_ascii=True) + "\n"
         safe_files.write_atomic(dir_fd, REVOCATIONS_FILE, text.encode("ascii"), 0o644)
+    finally:
+        os.close(dir_fd)
+
+
+def set_scope(directory: str | os.PathLike[str], fingerprint: str, scope: SignerScope, *,
+              owner_uid: int = 0) -> None:
+    """Record what the signer with this certificate fingerprint may certify in the store's
+    ``scopes.json`` (an unrestricted scope removes its entry)."""
+    store = Path(directory)
+    wanted = certificates.parse_hex_id(fingerprint)
+    dir_fd = _open_store(store, owner_uid, create=True)
+    try:
+        try:
+            data = safe_files.read_regular(SCOPES_FILE, 4 * 1024 * 1024, dir_fd=dir_fd,
+                                           owner_uid=owner_uid, what=str(store / SCOPES_FILE))
+            scopes = parse_scopes(data)
+        except FileNotFoundError:
+            scopes = {}
+        except (OSError, ValueError) as exc:
+            raise SigningError(f"cannot update {store / SCOPES_FILE}: {exc}") from None
+        if scope.unrestricted:
+            scopes.pop(wanted, None)
+        else:
+            scopes[wanted] = scope
+        document = {"format": SCOPES_FORMAT, "version": 1,
+                    "scopes": {fp: sc.to_json() for fp, sc in sorted(scopes.items())}}
+        text = json.dumps(document, sort_keys=True, indent=1, ensure_ascii=True) + "\n"
+        safe_files.write_atomic(dir_fd, SCOPES_FILE, text.encode("ascii"), 0o644)
     finally:
         os.close(dir_fd)

@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pystap.signing.signer_store import SignerScope
 
 
 class VerdictKind(enum.Enum):
@@ -26,12 +29,15 @@ class VerdictKind(enum.Enum):
 @dataclass(frozen=True)
 class Verdict:
     """``statement`` is the verified signed statement (only for OK);
-    ``signer`` is the signer key id (hex) when one was identified."""
+    ``signer`` is the signer key id (hex) when one was identified; ``scope``
+    (only for OK) is what the administrator lets that signer certify, which
+    the loader's ladder applies."""
 
     kind: VerdictKind
     message: str
     statement: dict[str, Any] | None = None
     signer: str | None = None
+    scope: SignerScope | None = None
 
     @property
     def ok(self) -> bool:

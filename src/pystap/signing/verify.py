@@ -173,5 +173,6 @@ def _check_times(
     if issued > now + CLOCK_SKEW:
         return Verdict(VerdictKind.EXPIRED, f"The signature of the module {where} is not valid before "
                                             f"{claims['issued_at']}; check the system clocks.", signer=keyid)
-    return Verdict(VerdictKind.OK, f"The module {where} is signed by a trusted signer "
-                                   f"({trusted[0].describe()}).", statement=claims, signer=keyid)
+    valid = next(s for s in trusted if s.valid_at(now))
+    return Verdict(VerdictKind.OK, f"The module {where} is signed by a trusted signer ({valid.describe()}).",
+                   statement=claims, signer=keyid, scope=valid.scope)

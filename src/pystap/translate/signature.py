@@ -74,7 +74,7 @@ def creation_note(key: Any) -> str:
     fingerprint = ":".join(key.fingerprint[i:i + 2] for i in range(0, len(key.fingerprint), 2))
     return (f"Created a module-signing key in {directory}; to trust the modules it signs, an "
             f"administrator runs: pystap-authorize-cert {directory / CERT_FILE} --signer "
-            f"--expect-fingerprint {fingerprint}")
+            f"--expect-fingerprint {fingerprint} --max-privilege stapusr --only-uid {os.getuid()}")
 
 
 def ensure_signature(
