@@ -281,3 +281,59 @@ def test_a_signature_of_another_owner_is_replaced(tmp_path: Path) -> None:
     build("-m", "shared")
     assert os.stat(sgn).st_uid == os.geteuid()
     verified(module, load_signing_key(key_dir(tmp_path)))
+
+
+def _pystap_on_a_terminal(argv: list[str], answers: list[str], cwd: Path) -> tuple[int, str]:
+    """Run pystap with a pseudo-terminal as its controlling terminal; type ``answers`` at each
+    passphrase prompt.  Returns (exit status, everything it wrote)."""
+    import pty
+    import select
+    import sys
+
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: its own session, the pty's slave as controlling terminal
+        os.chdir(cwd)
+        os.execv(sys.executable, [sys.executable, "-m", "pystap.cli.stap", *argv])
+    text = b""
+    pending = list(answers)
+    try:
+        while True:
+            ready, _, _ = select.select([fd], [], [], 30)
+            if not ready:
+                break
+            try:
+                chunk = os.read(fd, 4096)
+            except OSError:  # the child closed the terminal
+                break
+            if not chunk:
+                break
+            text += chunk
+            if pending and text.endswith(b": ") and b"Passphrase" in text.splitlines()[-1]:
+                os.write(fd, pending.pop(0).encode() + b"\n")
+    finally:
+        _, status = os.waitpid(pid, 0)
+        os.close(fd)
+    return os.waitstatus_to_exitcode(status), text.decode(errors="replace")
+
+
+def test_encrypted_sign_key_asks_for_its_passphrase_on_the_terminal(tmp_path: Path) -> None:
+    key = generate_signing_key(tmp_path / "enc", key_type="ed25519", passphrase="s3cret")
+    rc, text = _pystap_on_a_terminal(["-p4", "--sign-key", str(tmp_path / "enc"), "-e", SCRIPT],
+                                     ["wrong", "s3cret"], tmp_path)
+    assert rc == 0, text
+    assert text.count(f"Passphrase for signing key {tmp_path / 'enc'}: ") == 2
+    module = Path(text.strip().splitlines()[-1].strip())  # -p4 prints the module's path
+    assert verified(module, key)["privilege"] == "stapdev"
+
+
+def test_encrypted_sign_key_without_a_terminal_is_a_clear_error(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    generate_signing_key(tmp_path / "enc", key_type="ed25519", passphrase="s3cret")
+    r = subprocess.run([sys.executable, "-m", "pystap.cli.stap", "-p4", "--sign-key", str(tmp_path / "enc"),
+                        "-e", SCRIPT], cwd=tmp_path, capture_output=True, text=True, stdin=subprocess.DEVNULL,
+                       start_new_session=True, timeout=60, check=False)
+    assert r.returncode == 1
+    assert "is encrypted and there is no terminal to ask for its passphrase" in r.stderr
+    assert not list(tmp_path.glob("*.sgn"))

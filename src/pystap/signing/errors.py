@@ -12,3 +12,7 @@ from __future__ import annotations
 
 class SigningError(Exception):
     """A signing, key or trust-store operation failed; the message is for the user."""
+
+
+class PassphraseNeeded(SigningError):
+    """The key is encrypted and no passphrase was given: a caller with a terminal may ask for one."""

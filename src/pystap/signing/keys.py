@@ -31,7 +31,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from pystap import paths
 from pystap.signing import algorithms, certificates, safe_files
-from pystap.signing.errors import SigningError
+from pystap.signing.errors import PassphraseNeeded, SigningError
 
 KEY_FILE = "signing-key.pem"
 CERT_FILE = "signing-cert.pem"
@@ -215,7 +215,7 @@ def load_signing_key(
         private_key = serialization.load_pem_private_key(key_part, _as_bytes(passphrase))
     except TypeError:
         if passphrase is None:
-            raise SigningError(f"signing key {key_path} is encrypted: a passphrase is needed") from None
+            raise PassphraseNeeded(f"signing key {key_path} is encrypted: a passphrase is needed") from None
         raise SigningError(f"signing key {key_path} is not encrypted; do not give a passphrase") from None
     except ValueError:
         raise SigningError(

@@ -121,6 +121,7 @@ def ensure_signature(
 def _signing_key(settings: SignSettings, err: TextIO) -> Any:
     """The key to sign with; the user's own is created on first use, with the note on ``err``."""
     from pystap.signing import SigningError, load_signing_key, user_signing_key
+    from pystap.signing.errors import PassphraseNeeded
 
     def note(key: Any) -> None:
         err.write(creation_note(key) + "\n")
@@ -128,10 +129,35 @@ def _signing_key(settings: SignSettings, err: TextIO) -> Any:
 
     try:
         if settings.key is not None:
-            return load_signing_key(settings.key)
+            try:
+                return load_signing_key(settings.key)
+            except PassphraseNeeded:
+                return _ask_passphrase(settings.key, load_signing_key)
         return user_signing_key(on_create=note)
     except SigningError as exc:
         raise SignError(f"{exc} {ADVICE}") from None
+
+
+def _ask_passphrase(key_path: str, load: Any) -> Any:
+    """An encrypted ``--sign-key``: ask on the terminal, as SystemTap asks for its certificate
+    database's password; three tries.  Never from stdin, which may be the script."""
+    from pystap.signing import SigningError
+
+    try:
+        tty = os.open("/dev/tty", os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)
+    except OSError:
+        raise SigningError(f"signing key {key_path} is encrypted and there is no terminal to ask for "
+                           "its passphrase") from None
+    os.close(tty)
+    import getpass
+
+    for _attempt in range(3):
+        passphrase = getpass.getpass(f"Passphrase for signing key {key_path}: ")
+        try:
+            return load(key_path, passphrase)
+        except SigningError as exc:
+            last = exc
+    raise SigningError(f"{last} (three attempts)")
 
 
 # -- the structural check of an existing signature (standard library only) ---------------------------
