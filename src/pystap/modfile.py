@@ -53,6 +53,11 @@ class ProbeEntry:
     myproc: bool = False
 
 
+# Probe families whose events the module's runtime produces itself, in the user's process;
+# every other entry is a kernel probe that pystapd installs.
+USER_SIDE_FAMILIES = frozenset({"begin", "end", "error", "never", "timer"})
+
+
 @dataclass(frozen=True)
 class Module:
     """A loaded, validated module."""
@@ -69,6 +74,11 @@ class Module:
     options: dict[str, Any] = field(default_factory=dict)
     confinement: dict[str, Any] = field(default_factory=dict)
     version: int = FORMAT_VERSION
+
+    @property
+    def kernel_probes(self) -> list[ProbeEntry]:
+        """The manifest entries pystapd installs in the kernel."""
+        return [p for p in self.probes if p.family not in USER_SIDE_FAMILIES]
 
     def to_json(self) -> dict[str, Any]:
         return {

@@ -23,7 +23,8 @@ _ids = iter(range(900_000, 1_000_000))
 def fake_session(privilege: str, probes: list[modfile.ProbeEntry]) -> SimpleNamespace:
     records: list = []
     teardowns: list = []
-    module = SimpleNamespace(privilege=privilege, probes=tuple(probes))
+    module = modfile.Module(name="t", translator="test", privilege=privilege, release="", arch="",
+                            script_digest="0" * 64, probes=tuple(probes), code="")
     return SimpleNamespace(id=next(_ids), module=module, peer=SimpleNamespace(pid=os.getpid(), uid=0),
                            send_events=records.append, own=lambda what, fn: teardowns.append(fn),
                            records=records, teardowns=teardowns)

@@ -314,8 +314,10 @@ def test_installer_stapusr_session(tfs: Tracefs, shared_dir: Path) -> None:
         id=987_654, peer=SimpleNamespace(pid=os.getpid(), uid=NOBODY), targets=(client.pid,),
         send_events=records.append,
         own=lambda what, fn: teardowns.append(fn),
-        module=SimpleNamespace(privilege="stapusr", probes=(modfile.ProbeEntry(
-            id=1, family="process.function", point="p", handler="h", params=entry["params"]),)))
+        module=modfile.Module(name="t", translator="test", privilege="stapusr", release="", arch="",
+                              script_digest="0" * 64, code="", probes=(modfile.ProbeEntry(
+                                  id=1, family="process.function", point="p", handler="h",
+                                  params=entry["params"]),)))
     inst = KernelInstaller(tfs, poll_s=0.02)
     try:
         time.sleep(0.1)

@@ -14,12 +14,14 @@ import time
 
 import pytest
 
+from pystap import modfile
 from pystap.loader import protocol
 from pystap.loader.protocol import FrameType
 
 from .conftest import make_base, make_module, start_daemon, stop_daemon
 
-LIMITS = {"request_timeout": 1.0, "max_sessions": 8, "max_sessions_per_user": 3, "max_module_bytes": 100000}
+LIMITS = {"request_timeout": 1.0, "max_sessions": 8, "max_sessions_per_user": 3, "max_module_bytes": 100000,
+          "max_kernel_probes": 3}
 
 
 @pytest.fixture(scope="module")
@@ -407,3 +409,17 @@ def test_client_chosen_paths_cannot_forge_log_lines(clean):
     lines = clean.log.read_text().splitlines()
     assert not [line for line in lines if line.startswith("decision allowed rule=root")]
     assert any("module=/x\\x0adecision\\x20allowed" in line for line in lines)
+
+
+def test_a_module_may_not_ask_for_unbounded_kernel_probes(clean):
+    """Each kernel probe is root-created kernel state: over limits.max_kernel_probes, a non-root
+    caller's module is refused before anything is installed (root is not limited)."""
+    probes = tuple(modfile.ProbeEntry(id=i, family="process.begin", point="process.begin", handler="probe_0",
+                                      params={}) for i in range(4))
+    path = clean.home / "many.stapmod"
+    path.write_bytes(make_module("stapdev", probes=probes))
+    path.chmod(0o644)
+    r = clean.run_as("stapdev", str(path))
+    assert r.returncode == 1 and r.stdout == ""
+    assert r.stderr == (f"ERROR: The module {path} declares 4 kernel probes; this pystapd allows at most 3 "
+                        "per session (limits.max_kernel_probes).\n")

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from pystap import modfile
-from pystap.loader import client, config, daemon, protocol
+from pystap.loader import client, config, protocol
 from pystap.loader.daemon import Daemon, RequestError, parse_targets, refuse_kernel_probes
 
 from .conftest import make_module
@@ -125,11 +125,6 @@ def test_sync_without_kernel_probes_answers_at_once(service) -> None:
         err = io.StringIO()
         grant.close(0, err)
     assert err.getvalue() == ""  # no loss to report
-
-
-def test_module_constants_agree() -> None:
-    """The daemon's and the client's notion of client-side probe families is one table."""
-    assert daemon.USER_SIDE_FAMILIES == client.USER_SIDE_FAMILIES
 
 
 def test_events_streamed_during_install_follow_the_grant(service) -> None:

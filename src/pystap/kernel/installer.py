@@ -35,7 +35,6 @@ from pystap.kernel.tracefs import Tracefs
 from pystap.kernel.usersession import SharedGates, UserSession
 from pystap.privilege import Level
 
-USER_SIDE_FAMILIES = frozenset({"begin", "end", "error", "never", "timer"})
 PAYLOAD_BYTES = 1 << 20  # one EVENTS frame (the client accepts up to 4 MiB)
 BATCH_S = 0.005  # the reader's pause between reads that found the buffers empty (latency bound)
 log = logging.getLogger("pystapd")
@@ -121,7 +120,7 @@ class KernelInstaller:
 
     def __call__(self, session: Any) -> None:
         module = session.module
-        entries = [p for p in module.probes if p.family not in USER_SIDE_FAMILIES]
+        entries = module.kernel_probes
         if not entries:
             return
         level = Level.from_name(module.privilege)

@@ -304,12 +304,8 @@ def authorize_locally(module: str, cfg: config_mod.DaemonConfig) -> Grant:
     return Grant(outcome.module, data, real, decision.credentials, decision.rule, decision.messages)
 
 
-# Probe families whose events the client produces itself (everything else comes from pystapd).
-USER_SIDE_FAMILIES = frozenset({"begin", "end", "error", "never", "timer"})
-
-
 def has_kernel_probes(module: modfile.Module) -> bool:
-    return any(p.family not in USER_SIDE_FAMILIES for p in module.probes)
+    return bool(module.kernel_probes)
 
 
 def obtain_grant(req: RunRequest, targets: list[int] | None = None) -> Grant:

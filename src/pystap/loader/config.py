@@ -23,6 +23,7 @@ Example (every key optional)::
     max_signature_bytes = 65536
     max_sessions = 64                          # simultaneous connections, all users
     max_sessions_per_user = 16                 # simultaneous connections of one uid (root: unlimited)
+    max_kernel_probes = 1024                   # kernel probes one module may declare (root: unlimited)
     request_timeout = 10.0                     # seconds for a client to send its request
 """
 
@@ -47,6 +48,7 @@ class Limits:
     max_signature_bytes: int = 64 * 1024
     max_sessions: int = 64
     max_sessions_per_user: int = 16
+    max_kernel_probes: int = 1024
     request_timeout: float = 10.0
 
 
@@ -68,6 +70,7 @@ class DaemonConfig:
 _TOP = {"socket", "blessed_dir", "signer_store", "log_file", "groups", "limits", "reap_interval"}
 _LIMIT_TYPES: dict[str, type] = {
     "max_module_bytes": int, "max_signature_bytes": int, "max_sessions": int, "max_sessions_per_user": int,
+    "max_kernel_probes": int,
     "request_timeout": float,
 }
 

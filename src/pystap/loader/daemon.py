@@ -22,7 +22,7 @@ import selectors
 import socket
 import stat
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +42,6 @@ _REQUEST_KEYS = {"op", "protocol", "module", "path", "name", "signature", "modul
                  "targets"}
 MAX_TARGETS = 64
 # Probe families the client runs itself; anything else needs the kernel installer.
-USER_SIDE_FAMILIES = frozenset({"begin", "end", "error", "never", "timer"})
 _SOURCES = {"fd", "bytes", "name"}
 _SIG_SOURCES = {"fd", "bytes", "none"}
 _MAX_PATH = 4096
@@ -97,7 +96,7 @@ def refuse_kernel_probes(reason: str) -> Installer:
     """
 
     def installer(session: Session) -> None:
-        if any(p.family not in USER_SIDE_FAMILIES for p in session.module.probes):
+        if session.module.kernel_probes:
             raise RuntimeError(f"kernel probes are not available from this pystapd ({reason})")
 
     return installer
@@ -499,7 +498,7 @@ class Daemon:
         return frame.payload
 
     def _decide(self, peer: Peer, received: Received) -> Outcome:
-        return authorize(
+        outcome = authorize(
             uid=peer.uid,
             credentials=peer.credentials(self.config.group_gids()),
             module_bytes=received.module_bytes,
@@ -509,6 +508,16 @@ class Daemon:
             blessed_dir=self.config.blessed_dir,
             signer_store=self.config.signer_store,
         )
+        limit = self.config.limits.max_kernel_probes
+        if outcome.decision.allowed and outcome.module is not None and peer.uid != 0 \
+                and len(outcome.module.kernel_probes) > limit:
+            # every kernel probe is a tracefs definition and perf events per CPU and process
+            # that the daemon creates as root: a module may not ask for unbounded amounts
+            message = (f"ERROR: The module {received.module_path} declares "
+                       f"{len(outcome.module.kernel_probes)} kernel probes; this pystapd allows "
+                       f"at most {limit} per session (limits.max_kernel_probes).")
+            outcome = replace(outcome, decision=Decision(False, PR_NONE, "limit", (message,)))
+        return outcome
 
     def _log_decision(self, peer: Peer, received: Received, outcome: Outcome) -> None:
         decision = outcome.decision
