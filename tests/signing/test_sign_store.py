@@ -254,3 +254,10 @@ def test_malformed_scope_list_disables_store(store_dir, keys, module_bytes, now,
     (store_dir / "scopes.json").write_bytes(content)
     os.chmod(store_dir / "scopes.json", 0o644)
     _refused(store_dir, keys, module_bytes, now, "scopes.json")
+
+
+def test_removing_a_certificate_removes_its_scope(store_dir, keys):
+    fp = certificates.fingerprint(keys["ed25519"].certificate)
+    trust_admin.set_scope(store_dir, fp, SignerScope(PR_STAPUSR, None), owner_uid=0)
+    trust_admin.remove_certificate(store_dir, fp, owner_uid=0)
+    assert json.loads((store_dir / "scopes.json").read_text())["scopes"] == {}

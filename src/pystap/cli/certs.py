@@ -169,7 +169,6 @@ def authorize_cert_main(argv: list[str] | None = None) -> int:
             keyids = trust_admin.remove_certificate(directory, args.revoke, owner_uid=owner)
             if args.signer:
                 trust_admin.add_revocations(directory, keyids=keyids, owner_uid=owner)
-                trust_admin.set_scope(directory, args.revoke, SignerScope(), owner_uid=owner)
             print(f"removed certificate {show_fingerprint(args.revoke.lower().replace(':', ''))}"
                   + (f"; revoked key id {', '.join(keyids)}" if args.signer else ""))
         elif args.revoke_key or args.revoke_module:

@@ -62,9 +62,18 @@ Options:
    --sign-module=MODULE   sign an existing module file (writes MODULE.sgn)
    --no-sign              build modules without a signature (only root and stapdev
                           can run them)
+   -r RELEASE             target kernel release recorded in the module
+   -a ARCH                target architecture recorded in the module
+   --use-server[=SERVER]  compile (passes 1-4) on a compile server; SERVER is
+                          HOST:PORT, A.B.C.D:PORT or [IPv6]:PORT, optionally
+                          followed by #sha256:FINGERPRINT (repeatable)
+   --trust-servers[=SPEC] trust the --use-server servers: ssl, signer, revoke,
+                          all-users, no-prompt (comma separated)
+   --list-servers[=PROPS] list compile servers: specified, trusted, signer,
+                          online, compatible, all
 """
 
-_SHORT = "hVvp:e:I:D:guwWc:x:o:m:T:G:s:l:L:kb"
+_SHORT = "hVvp:e:I:D:guwWc:x:o:m:T:G:s:l:L:kbr:a:"
 _LONG = [
     "help",
     "version",
@@ -83,7 +92,13 @@ _LONG = [
     "sign-key=",
     "sign-module=",
     "no-sign",
+    "client-options",
+    "use-server=",
+    "trust-servers=",
+    "list-servers=",
 ]
+# Long options whose value is optional (getopt has no such kind; see _optional_values).
+_OPTIONAL_VALUE = ("use-server", "trust-servers", "list-servers")
 
 
 def _takes_value(name: str) -> bool:
@@ -91,6 +106,47 @@ def _takes_value(name: str) -> bool:
         return name[2:] + "=" in _LONG
     i = _SHORT.find(name[1:])
     return i >= 0 and i + 1 < len(_SHORT) and _SHORT[i + 1] == ":"
+
+
+def _long_name(text: str) -> str | None:
+    """The long option ``--text`` denotes, as getopt resolves it (exact, else a unique prefix)."""
+    names = [n.rstrip("=") for n in _LONG]
+    if text in names:
+        return text
+    matches = [n for n in names if n.startswith(text)]
+    return matches[0] if len(matches) == 1 else None
+
+
+def _optional_values(argv: list[str]) -> list[str]:
+    """Give a bare ``--use-server``, ``--trust-servers`` or ``--list-servers`` an empty value.
+
+    getopt knows only options that always or never take a value, while these
+    three take one optionally (``--use-server`` alone means the known
+    servers).  Only option positions are rewritten, found as getopt finds
+    them: the scan stops at ``--`` or the first operand and steps over the
+    values of options that take one, so a script text is never changed.
+    """
+    out = list(argv)
+    i = 0
+    while i < len(out):
+        arg = out[i]
+        if arg == "--" or not arg.startswith("-") or arg == "-":
+            break
+        if arg.startswith("--"):
+            text, has_value, _ = arg[2:].partition("=")
+            name = _long_name(text)
+            if name in _OPTIONAL_VALUE and not has_value:
+                out[i] = f"--{name}="
+            elif name is not None and not has_value and name + "=" in _LONG:
+                i += 1  # its value is the next element
+        else:
+            for j, letter in enumerate(arg[1:], 1):
+                if _takes_value("-" + letter):
+                    if j == len(arg) - 1:
+                        i += 1  # the value is the next element
+                    break
+        i += 1
+    return out
 
 
 class UsageError(Exception):
@@ -139,6 +195,13 @@ class CliOptions:
         self.sign_module: str | None = None  # --sign-module
         self.no_sign = False
         self.auto_messages: list[str] = []  # why a privilege level was selected for this user
+        self.release: str | None = None  # -r
+        self.arch: str | None = None  # -a
+        self.client_options = False  # --client-options: what follows came from a server's client
+        self.client_split = 0  # index in raw of --client-options
+        self.use_server: list[str] = []  # --use-server values ("" = the known servers)
+        self.trust_servers: str | None = None
+        self.list_servers: str | None = None
         self.help = False
         self.version = False
         for k, v in kw.items():
@@ -147,7 +210,7 @@ class CliOptions:
 
 def parse_args(argv: Sequence[str]) -> CliOptions:
     try:
-        pairs, rest = getopt.getopt(list(argv), _SHORT, _LONG)
+        pairs, rest = getopt.getopt(_optional_values(list(argv)), _SHORT, _LONG)
     except getopt.GetoptError as err:
         raise UsageError(str(err)) from None
     o = CliOptions()
@@ -215,14 +278,30 @@ def parse_args(argv: Sequence[str]) -> CliOptions:
             o.sign_module = value
         elif name == "--no-sign":
             o.no_sign = True
+        elif name == "-r":
+            o.release = value
+        elif name == "-a":
+            o.arch = value
+        elif name == "--client-options":
+            if not o.client_options:
+                o.client_options = True
+                o.client_split = len(o.raw) - 1
+        elif name == "--use-server":
+            o.use_server.append(value)
+        elif name == "--trust-servers":
+            o.trust_servers = value
+        elif name == "--list-servers":
+            o.list_servers = value
     if o.sign_key is not None and o.no_sign:
         raise UsageError("You can't specify --sign-key and --no-sign together.")
     if o.sign_module is not None and o.no_sign:
         raise UsageError("You can't specify --sign-module and --no-sign together.")
     if o.sign_module is not None and (o.script is not None or rest):
         raise UsageError("--sign-module signs an existing module; no script may be given with it.")
+    # --trust-servers and --list-servers may be the whole command (SystemTap's too)
+    managing = (o.trust_servers is not None or o.list_servers is not None) and not rest
     if o.list_probes is None and o.dump is None and o.sign_module is None and not o.help and not o.version:
-        if o.script is None:
+        if o.script is None and not managing:
             if not rest:
                 raise UsageError("A script must be specified.")
             o.script_file = rest[0]
@@ -530,7 +609,28 @@ def _check_options_hook(o: CliOptions) -> list[str]:
     from pystap.privilege import Level
 
     level = Level(o.privilege)
+    if o.client_options:
+        # SystemTap's --client-options: the options before it are the compile server's own
+        # (trusted, checked only for their form), the ones after it are its client's.
+        split = o.client_split
+        return [*check_options(o.raw[:split], Level.STAPDEV),
+                *check_options(o.raw[split + 1:], level, client=True),
+                *check_environment(os.environ, level)]
     return [*check_options(o.raw, level), *check_environment(os.environ, level)]
+
+
+def _remote(o: CliOptions) -> bool:
+    return bool(o.use_server) or o.trust_servers is not None or o.list_servers is not None
+
+
+def _target_mismatch(o: CliOptions, err: TextIO) -> None:
+    """``-r``/``-a`` naming another target than this host: the module cannot run here (stap's rule)."""
+    import platform
+
+    other = (o.release not in (None, os.uname().release)) or (o.arch not in (None, platform.machine()))
+    if other and o.last_pass == 5 and not o.client_options:
+        err.write("WARNING: kernel release/architecture mismatch with host forces last-pass 4.\n")
+        o.last_pass = 4
 
 
 def main(
@@ -574,6 +674,8 @@ class _Tee:
 
 def _cache_key(argv: list[str], o: CliOptions) -> str | None:
     """The -p2 result-cache key, when this run may use the cache at all."""
+    if _remote(o) or o.client_options:
+        return None
     if o.last_pass != 2 or o.verbose or o.disable_cache or o.list_probes is not None or o.dump is not None:
         return None
     if o.script is None and (o.script_file is None or o.script_file == "-"):
@@ -693,7 +795,16 @@ def _run(o: CliOptions, argv: list[str], stdin: TextIO, out: TextIO, err: TextIO
     if level is not None:
         o.privilege = int(level)
         o.privilege_given = True
+    if o.client_options and o.last_pass == 5:
+        o.last_pass = 4  # a compile server never runs the module (SystemTap: silently)
+    _target_mismatch(o, err)
     select_privilege(o, err)
+    if _remote(o) and not o.client_options:
+        from pystap.server.remote import run_remote
+
+        remote_rc = run_remote(o, stdin, out, err)
+        if remote_rc is not None:
+            return remote_rc
     problems = _check_options_hook(o)
     if problems:
         for p in problems:

@@ -100,9 +100,20 @@ def remove_certificate(directory: str | os.PathLike[str], fingerprint: str, *, o
         for name, _cert in matches:
             os.unlink(name, dir_fd=dir_fd)
         os.fsync(dir_fd)
+        has_scopes = _exists(SCOPES_FILE, dir_fd)
     finally:
         os.close(dir_fd)
+    if has_scopes:  # a scope outliving its certificate would silently apply if it came back
+        set_scope(directory, wanted, SignerScope(), owner_uid=owner_uid)
     return sorted({algorithms.key_id(cert.public_key()) for _name, cert in matches})
+
+
+def _exists(name: str, dir_fd: int) -> bool:
+    try:
+        os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    except FileNotFoundError:
+        return False
+    return True
 
 
 def add_revocations(

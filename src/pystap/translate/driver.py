@@ -26,8 +26,9 @@ _KEY_OPTIONS = ("defines", "guru", "unoptimized", "privilege", "compatible", "mo
 
 def build_options(o: Any) -> modbuild.BuildOptions:
     defines = list(getattr(o, "defines", []) or [])
+    target = {k: v for k in ("release", "arch") if (v := getattr(o, k, None))}  # -r / -a
     return modbuild.BuildOptions(module_name=getattr(o, "module", None), defines=dict(
-        (d.partition("=")[0], d.partition("=")[2]) for d in defines))
+        (d.partition("=")[0], d.partition("=")[2]) for d in defines), **target)
 
 
 def _script_text(o: Any) -> tuple[str, str] | None:
@@ -71,7 +72,8 @@ def cache_key_for(o: Any) -> str | None:
 
     tapsets = sorted((f.path, f.digest) for f in loader.find_files(getattr(o, "include", []) or []))
     parts: dict[str, Any] = {k: getattr(o, k, None) for k in _KEY_OPTIONS}
-    parts.update(script=script, tapsets=tapsets, release=os.uname().release, arch=platform.machine(),
+    parts.update(script=script, tapsets=tapsets, release=getattr(o, "release", None) or os.uname().release,
+                 arch=getattr(o, "arch", None) or platform.machine(),
                  uid=os.getuid(), translator=_translator_digest())
     return modbuild.cache_key(parts)
 
