@@ -118,17 +118,28 @@ def digest(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+class StrictJsonError(ValueError):
+    """What :func:`strict_json` refuses beyond JSON syntax (a duplicate key, NaN/Infinity)."""
+
+
 def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     result: dict[str, Any] = {}
     for key, value in pairs:
         if key in result:
-            raise ModuleFormatError(f"duplicate key '{key}' in module")
+            raise StrictJsonError(f"duplicate key {json.dumps(key[:100])}".replace('"', "'"))
         result[key] = value
     return result
 
 
 def _reject_constant(name: str) -> Any:
-    raise ModuleFormatError(f"invalid number '{name}' in module")
+    raise StrictJsonError(f"invalid number '{name}'")
+
+
+def strict_json(text: str) -> Any:
+    """``json.loads`` for data that decides something (modules, signatures, requests): a duplicate
+    key could be read one way by the verifier and another by a consumer, and NaN/Infinity are not
+    JSON; both raise :class:`StrictJsonError`, other syntax errors ``ValueError``."""
+    return json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_reject_constant)
 
 
 def _expect(obj: dict[str, Any], key: str, kind: type | tuple[type, ...], where: str) -> Any:
@@ -175,9 +186,9 @@ def load(data: bytes) -> Module:
     except UnicodeDecodeError as exc:
         raise ModuleFormatError("module is not ASCII JSON (corrupt or not a pystap module)") from exc
     try:
-        obj = json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_reject_constant)
-    except ModuleFormatError:
-        raise
+        obj = strict_json(text)
+    except StrictJsonError as exc:
+        raise ModuleFormatError(f"{exc} in module") from None
     except (ValueError, RecursionError) as exc:
         raise ModuleFormatError(f"module is not valid JSON: {exc}") from None
     if not isinstance(obj, dict) or obj.get("format") != FORMAT:

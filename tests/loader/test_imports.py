@@ -6,7 +6,7 @@ import sys
 
 FORBIDDEN = ("pystap.lang", "pystap.translate", "pystap.probes", "pystap.runtime", "pystap.cli.stap",
              "pystap.tapset", "pystap.server")
-ALLOWED_PYSTAP = ("pystap.privilege", "pystap.paths", "pystap.modfile", "pystap.eventwire", "pystap.syscalls",
+ALLOWED_PYSTAP = ("pystap.privilege", "pystap.paths", "pystap.modfile", "pystap.eventwire", "pystap.syscalls", "pystap.logs",
                   "pystap.signing",
                   "pystap.policy",
                   "pystap.loader", "pystap.cli.stapd", "pystap.cli", "pystap.kernel")

@@ -18,12 +18,12 @@ import logging
 import logging.handlers
 import os
 import signal
-import stat
 import sys
 from pathlib import Path
 
 from pystap.loader import config as config_mod
 from pystap.loader.daemon import Daemon, start_kernel
+from pystap.logs import log_handler
 
 log = logging.getLogger("pystapd")
 
@@ -35,29 +35,6 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("-f", "--foreground", action="store_true",
                         help="also log to stderr and print a readiness line (for tests)")
     return parser
-
-
-def _log_handler(log_file: Path | None) -> logging.Handler:
-    if log_file is not None:
-        fd = os.open(log_file, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            os.close(fd)
-            raise OSError(f"{log_file} is not a regular file")
-        handler: logging.Handler = logging.StreamHandler(os.fdopen(fd, "a", buffering=1, encoding="utf-8"))
-        handler.setFormatter(logging.Formatter("%(asctime)s pystapd[%(process)d]: %(message)s"))
-        return handler
-    try:
-        if stat.S_ISSOCK(os.stat("/dev/log").st_mode):
-            handler = logging.handlers.SysLogHandler(
-                address="/dev/log", facility=logging.handlers.SysLogHandler.LOG_DAEMON
-            )
-            handler.setFormatter(logging.Formatter("pystapd[%(process)d]: %(message)s"))
-            return handler
-    except OSError:
-        pass
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("pystapd: %(message)s"))
-    return handler
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -74,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
         cfg = dataclasses.replace(cfg, socket=args.socket)
     log.setLevel(logging.INFO)
     try:
-        log.addHandler(_log_handler(cfg.log_file))
+        log.addHandler(log_handler(cfg.log_file, "pystapd"))
     except OSError as exc:
         print(f"pystapd: cannot open log file: {exc}", file=sys.stderr)
         return 1

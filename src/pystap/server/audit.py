@@ -16,12 +16,11 @@ from __future__ import annotations
 import json
 import logging
 import logging.handlers
-import os
 import re
-import stat
-import sys
 import threading
 from pathlib import Path
+
+from pystap.logs import log_handler
 
 _PLAIN = re.compile(r"[A-Za-z0-9_.:/@+=<>\[\]-]{1,200}")
 
@@ -37,27 +36,8 @@ def format_record(event: str, fields: dict[str, object]) -> str:
 
 
 def open_handler(path: Path | None) -> logging.Handler:
-    """A handler for ``path``, or syslog, or stderr (in that order of preference)."""
-    if path is not None:
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            os.close(fd)
-            raise OSError(f"{path} is not a regular file")
-        handler: logging.Handler = logging.StreamHandler(os.fdopen(fd, "a", buffering=1, encoding="utf-8"))
-        handler.setFormatter(logging.Formatter("%(asctime)s pystap-server[%(process)d]: %(message)s"))
-        return handler
-    try:
-        if stat.S_ISSOCK(os.stat("/dev/log").st_mode):
-            handler = logging.handlers.SysLogHandler(
-                address="/dev/log", facility=logging.handlers.SysLogHandler.LOG_DAEMON
-            )
-            handler.setFormatter(logging.Formatter("pystap-server[%(process)d]: %(message)s"))
-            return handler
-    except OSError:
-        pass
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("pystap-server: %(message)s"))
-    return handler
+    """The audit log's destination (see :func:`pystap.logs.log_handler`)."""
+    return log_handler(path, "pystap-server")
 
 
 class AuditLog:

@@ -35,6 +35,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from pystap import modfile
+
 VERSION = 1
 REQUEST_FORMAT = "pystap-server-request"
 RESPONSE_FORMAT = "pystap-server-response"
@@ -144,26 +146,13 @@ def inflate(data: bytes, limit: int, what: str = "request") -> bytes:
     return bytes(kept)
 
 
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    result: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in result:
-            raise ProtocolError(f"Invalid request: duplicate key {shown(key)}")
-        result[key] = value
-    return result
-
-
-def _no_constants(name: str) -> Any:
-    raise ProtocolError(f"Invalid request: {name} is not allowed")
-
-
 def parse_document(data: bytes, what: str = "request") -> dict[str, Any]:
     """Strict, canonical JSON object: ASCII, no duplicate keys, no NaN, one byte form."""
     try:
         text = data.decode("ascii")
-        document = json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constants)
-    except ProtocolError:
-        raise
+        document = modfile.strict_json(text)
+    except modfile.StrictJsonError as exc:
+        raise ProtocolError(f"Invalid {what}: {exc}") from None
     except (UnicodeDecodeError, ValueError, RecursionError):
         raise ProtocolError(f"Invalid {what}: not ASCII JSON") from None
     if not isinstance(document, dict):

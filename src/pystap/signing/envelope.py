@@ -30,6 +30,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from pystap import modfile
+
 FORMAT = "pystap-signature"
 VERSION = 1
 PAYLOAD_TYPE = "application/vnd.pystap.module-statement+json"
@@ -76,19 +78,6 @@ def encode(envelope: Envelope) -> bytes:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode("ascii") + b"\n"
 
 
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    result: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in result:
-            raise EnvelopeError(f"duplicate key '{key}'")
-        result[key] = value
-    return result
-
-
-def _reject_constant(name: str) -> Any:
-    raise EnvelopeError(f"invalid number '{name}'")
-
-
 def parse_json(data: bytes, what: str) -> Any:
     """Strict JSON: ASCII, no duplicate keys, no NaN/Infinity, bounded nesting."""
     try:
@@ -96,9 +85,9 @@ def parse_json(data: bytes, what: str) -> Any:
     except UnicodeDecodeError:
         raise EnvelopeError(f"{what} is not ASCII JSON") from None
     try:
-        return json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_reject_constant)
-    except EnvelopeError:
-        raise
+        return modfile.strict_json(text)
+    except modfile.StrictJsonError as exc:
+        raise EnvelopeError(str(exc)) from None
     except (ValueError, RecursionError) as exc:
         raise EnvelopeError(f"{what} is not valid JSON ({type(exc).__name__})") from None
 
