@@ -174,7 +174,7 @@ def test_process_path_resolution(tmp_path) -> None:
 
 def test_symbol_forms_need_a_target() -> None:
     errs = elab_errors('probe process.function("main") { print(1) }')
-    assert errs[1] == "process.function probes need a process path or pid"
+    assert errs[1] == "unspecified process probe is invalid without a -c COMMAND or -x PID [man stapprobes]"
 
 
 def test_syscall_family_is_privileged() -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import getopt
 import os
+import re
 import sys
 import time
 from collections.abc import Sequence
@@ -501,6 +502,7 @@ def elab_options(o: CliOptions) -> Any:
         warnings_as_errors=o.warnings_as_errors,
         keep_going=o.keep_going,
         target_pid=o.target_pid,
+        target_cmd=o.target_cmd,
     )
 
 
@@ -546,6 +548,8 @@ def list_probes(o: CliOptions, stdin: TextIO, out: TextIO, rep: Reporter) -> int
             unoptimized=True,
             suppress_warnings=True,
             check_privilege=False,
+            target_pid=o.target_pid,
+            target_cmd=o.target_cmd,
         )
         script = elaborate(([p1.user] if p1.user else []) + p1.library, eo)
     except StapError:
@@ -555,13 +559,27 @@ def list_probes(o: CliOptions, stdin: TextIO, out: TextIO, rep: Reporter) -> int
         if p.params.get("unread_display"):
             continue
         line = p.point
+        if p.family == "process.mark":
+            # stap -l names an SDT marker without its provider
+            line = re.sub(r'\.provider\("(?:[^"\\]|\\.)*"\)(?=\.mark\()', "", line, count=1)
         if o.list_vars:
-            names = list(p.context_vars) + [n for n in p.provided if n not in p.context_vars]
-            line += "".join(f" {n}:{(p.context_vars.get(n) or p.provided.get(n)).value}" for n in names)
+            # target variables only, as stap -L lists them ($$vars and friends are not listed)
+            names = [n for n in [*p.context_vars, *(n for n in p.provided if n not in p.context_vars)]
+                     if not n.startswith("$$")]
+            line += "".join(f" {n}:{_listed_type(p, n)}" for n in names)
         lines.add(line)
     for line in sorted(lines):
         out.write(line + "\n")
     return 0
+
+
+def _listed_type(p: Any, name: str) -> str:
+    """The type ``-L`` shows for a target variable: its C type where debug info gave one
+    (``$argv:char**``, as stap prints it), else the script type."""
+    ctype = p.params.get("_ctypes", {}).get(name) if isinstance(p.params.get("_ctypes"), dict) else None
+    if ctype:
+        return str(ctype)
+    return (p.context_vars.get(name) or p.provided.get(name)).value
 
 
 def dump_info(o: CliOptions, out: TextIO, stdin: TextIO, rep: Reporter) -> int:

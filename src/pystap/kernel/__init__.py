@@ -72,7 +72,10 @@ path (target ``path``); ``pid``: int (target ``pid``).
   ``$comm``, ``@+OFF`` (global, relative to the probed file), ``\\IMM``, or a
   dereference ``[+-]OFF(VALUE)`` up to 3 deep; TYPE is ``u8..u64 s8..s64
   x8..x64 string ustring``.  Anything else is refused.
-* informational: ``symbol``, ``provider``.
+* informational: ``symbol``, ``provider``, ``func`` (``probefunc()``) and
+  ``pp`` (SystemTap's run-time ``pp()`` where it differs from the entry's
+  probe point, which is the ``-l`` text: library, label, callee, PLT and
+  ``.nearest`` probes).
 
 ``process.begin`` / ``process.end`` / ``process.thread.begin`` /
 ``process.thread.end``: target keys plus ``event``: ``"begin"``, ``"end"``,
@@ -82,7 +85,7 @@ path (target ``path``); ``pid``: int (target ``pid``).
 
 Uprobe fields: the ``fetch`` names, plus ``__probe_ip`` (entry) or
 ``__probe_func``/``__probe_ret_ip`` (return).  The translator's default
-fetch (``pystap.probes.elfsyms``) is ``comm``, ``arg1..arg6`` (entry),
+fetch (``pystap.probes.fetchargs``) is ``comm``, ``arg1..arg6`` (entry),
 ``retval`` (return), ``v_<param>`` for DWARF parameters, and for SDT marks
 ``argN`` plus ``argN_str`` (the user string a pointer-sized arg points to,
 read in the kernel at the hit).

@@ -23,6 +23,7 @@ Warnings are returned as data on the result (and on the error).
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,6 +44,7 @@ class ElabOptions:
     warnings_as_errors: bool = False  # -W
     keep_going: bool = False  # --semantic-keep-going
     target_pid: int | None = None  # -x / -c
+    target_cmd: str | None = None  # -c: unspecified ``process`` probes name its program
     registry: Registry | None = None  # default: every family in pystap.probes
     build_context: BuildContext | None = None
     check_privilege: bool = True  # run pystap.lang.privcheck on the result
@@ -108,8 +110,8 @@ def _elaborate(files: list[ast.StapFile], opts: ElabOptions) -> ast.ElaboratedSc
     from pystap.lang import optimize, resolve, types
     from pystap.lang.aliases import install
     from pystap.lang.checks import Checks
-    from pystap.lang.probepoints import Resolver
     from pystap.lang.dump import resolution_order
+    from pystap.lang.probepoints import Resolver
     from pystap.lang.unread import mark_usage, unread_probes
     from pystap.probes.registry import default_registry
 
@@ -134,6 +136,8 @@ def _elaborate(files: list[ast.StapFile], opts: ElabOptions) -> ast.ElaboratedSc
     ctx.guru = opts.guru
     if opts.target_pid is not None:
         ctx.target_pid = opts.target_pid
+    if opts.target_cmd is not None:
+        ctx.target_cmd = opts.target_cmd
     resolver = Resolver(root, ctx, include)
     symbols = resolve.Symbols(files, include)
 
@@ -173,6 +177,10 @@ def _elaborate(files: list[ast.StapFile], opts: ElabOptions) -> ast.ElaboratedSc
                 seen_globals.add(id(g))
                 globals_.append(g)
 
+    # warnings the probe families gave while building (BuildContext.warnings)
+    st.warnings.extend(Warning_(message, tok) for message, tok in ctx.warnings)
+    ctx.warnings.clear()
+
     if st.errors and not opts.keep_going:
         raise ElaborationError(st.errors, _visible_warnings(st))
 
@@ -207,7 +215,8 @@ def _elaborate(files: list[ast.StapFile], opts: ElabOptions) -> ast.ElaboratedSc
             p.condition = optimize.fold_defined(p.condition, res.target_errors)
     for fn in functions:
         optimize.fold_defined(fn.body, res.target_errors)
-    _never_assigned(st, probes, functions)
+    if not opts.unoptimized:  # stap warns from its optimiser (semantic_pass_opt2), so not under -u
+        _never_assigned(st, probes, functions, [g.name for g in globals_])
     if not opts.unoptimized:
         probes = _optimize(st, probes, functions)
         if not probes:
@@ -286,13 +295,23 @@ def _optimize(
     from pystap.lang.optimize import Optimizer, body_is_empty
 
     opt = Optimizer(st.warnings)
-    for _ in range(8):
+    blocks = [fn for fn in functions if isinstance(fn.body, ast.Block)]
+    for rounds in range(8):
+        # stap's relaxation loop: each pass over every probe, then every function, and
+        # warnings only from the first round
         opt.changed = False
+        opt.quiet = rounds > 0
         for p in probes:
-            opt.body(p.body, p.locals)
-        for fn in functions:
-            if isinstance(fn.body, ast.Block):
-                opt.body(fn.body, fn.locals)
+            opt.elide_unread(p.body, p.locals)
+        for fn in blocks:
+            opt.elide_unread(fn.body, fn.locals)  # type: ignore[arg-type]
+        for p in probes:
+            opt.reduce(p.body)
+        for fn in blocks:
+            had_code = not body_is_empty(fn.body)
+            opt.reduce(fn.body)  # type: ignore[arg-type]
+            if had_code and body_is_empty(fn.body):
+                opt.warn(f"side-effect-free function '{fn.name}'", fn.tok)
         if not opt.changed:
             break
     kept = []
@@ -304,11 +323,35 @@ def _optimize(
     return kept
 
 
-def _never_assigned(st: _State, probes: list[ast.DerivedProbe], functions: list[ast.FunctionDecl]) -> None:
+def levenshtein(a: str, b: str) -> int:
+    """SystemTap's edit distance (``util.cxx``): insertions, deletions and substitutions
+    cost 2, a substitution that only changes case costs 1."""
+    prev = [2 * j for j in range(len(b) + 1)]
+    for i, ca in enumerate(a, 1):
+        cur = [2 * i]
+        for j, cb in enumerate(b, 1):
+            if ca == cb:
+                cur.append(prev[j - 1])
+            else:
+                sub = 1 if ca.lower() == cb.lower() else 2
+                cur.append(min(prev[j - 1] + sub, prev[j] + 2, cur[j - 1] + 2))
+        prev = cur
+    return prev[-1]
+
+
+def levenshtein_suggest(target: str, names: Iterable[str], limit: int = 5) -> str:
+    """``levenshtein_suggest``: the ``limit`` closest names, by score then name, comma-joined."""
+    scored = sorted((levenshtein(target, n), n) for n in set(names) if n)
+    return ", ".join(n for _, n in scored[:limit])
+
+
+def _never_assigned(st: _State, probes: list[ast.DerivedProbe], functions: list[ast.FunctionDecl],
+                    global_names: list[str]) -> None:
     # locals a probe family provides (syscall ``name``, ``argstr`` ...) are assigned by the runtime
-    bodies: list[tuple[ast.Node, list[ast.LocalVar], Any]] = [(p.body, p.locals, p.provided) for p in probes]
-    bodies += [(fn.body, fn.locals, {}) for fn in functions]
-    for body, locals_, provided in bodies:
+    bodies: list[tuple[ast.Node, list[ast.LocalVar], Any, list[str]]] = [
+        (p.body, p.locals, p.provided, []) for p in probes]
+    bodies += [(fn.body, fn.locals, {}, [prm.name for prm in fn.params]) for fn in functions]
+    for body, locals_, provided, params in bodies:
         written: set[int] = set()
         first_read: dict[int, ast.Symbol] = {}
         targets: set[int] = set()
@@ -334,7 +377,11 @@ def _never_assigned(st: _State, probes: list[ast.DerivedProbe], functions: list[
             if id(v) not in written and id(v) in first_read and v.tok.loc.file != "<synthetic>" \
                     and v.name not in provided:
                 sym = first_read[id(v)]
-                st.warnings.append(Warning_(f"never-assigned local variable '{v.name}'", sym.tok))
+                # stap suggests the closest other locals, parameters and globals (top 5)
+                others = [o.name for o in locals_] + params + global_names
+                sugs = levenshtein_suggest(v.name, (n for n in others if n != v.name))
+                hint = f" (similar: {sugs})" if sugs else ""
+                st.warnings.append(Warning_(f"never-assigned local variable '{v.name}'{hint}", sym.tok))
 
 
 def _reachable_functions(probes: list[ast.DerivedProbe]) -> list[ast.FunctionDecl]:

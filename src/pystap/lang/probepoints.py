@@ -312,10 +312,11 @@ class Resolver:
             raise _Wrapped(SemanticError(f"cannot resolve probe point: {err}", comps[-1].tok)) from None
         mark = "!" if pp.sufficient else ("?" if pp.optional else "")
         for b in built:
+            handler = clone(body)
+            if b.prologue:  # statements the family runs first (a .callee probe's caller check)
+                handler.statements[:0] = [clone(stmt) for stmt in b.prologue]
             out.append(
-                Derived(
-                    b, clone(body), clone(cond) if cond is not None else None, list(derivation), mark=mark
-                )
+                Derived(b, handler, clone(cond) if cond is not None else None, list(derivation), mark=mark)
             )
 
     def _expand_aliases(

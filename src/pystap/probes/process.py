@@ -2,24 +2,30 @@
 
 Lifecycle and syscall forms (``begin end thread.begin thread.end syscall
 syscall.return``) need no symbols and are built here.  The symbol forms
-(``function statement mark provider().mark plt library()``) resolve through
-the ELF resolver (:mod:`pystap.probes.elfsyms`) when it is available; until
-then they are accepted syntactically and refused with a clear message.
+(``function``, ``statement``, ``mark``, ``provider().mark``, ``plt``, each
+also under ``library("LIB")``, and ``process(PID).statement(ADDR).absolute``)
+are resolved by :mod:`pystap.probes.process_query` into uprobes; this file
+registers their shapes and turns the answers into derived probes.
 
 A ``PATH`` without ``/`` is searched in ``$PATH`` and canonicalised (as
 ``stap`` does, ``process("ls")`` becomes ``process("/usr/bin/ls")``); a
-``PID`` must name a running process.  Every process probe is *myproc*: at
+``PID`` must name a running process.  A symbol form without a process
+(``process.function("main")``) probes the program of ``-c COMMAND`` (or of
+``-x PID``), as SystemTap does.  Every process probe is *myproc*: at
 ``--privilege=stapusr`` it only fires for the user's own processes.
 """
 
 from __future__ import annotations
 
-import importlib
 import os
+import shlex
 from typing import Any
 
+from pystap.lang import ast
 from pystap.lang.ast import ProbePoint, Type
 from pystap.lang.diagnostics import SemanticError
+from pystap.lang.tokens import Token
+from pystap.probes import process_query
 from pystap.probes.registry import NUM, STR, BuildContext, Built, Shape, shape
 
 _LIFECYCLE = ("begin", "end", "thread.begin", "thread.end")
@@ -137,16 +143,21 @@ def _syscall(kind: str):
     return build
 
 
-def _context_resolver(ctxvars: dict[str, Type], guru: bool, refused: dict[str, str] | None = None):
+def _context_resolver(ctxvars: dict[str, Type], guru: bool, refused: dict[str, str] | None = None,
+                      hidden: dict[str, Type] | None = None):
     """``$name`` in a symbol-based probe: what the ELF resolver found, read-only without -g.
 
     ``refused`` says why a known name cannot be captured (a float, after a
     struct passed by value, a .return probe) or, under ``"*"``, why there
     are no names at all (no debug information), so the error says what to do.
+    ``hidden`` names resolve but are not listed (a callee probe's caller check).
     """
     why = refused or {}
+    extra = hidden or {}
 
     def resolve(name: str, write: bool) -> Type:
+        if name in extra and not write:
+            return extra[name]
         if name not in ctxvars:
             reason = why.get(name) or why.get("*")
             if reason is not None and not name.startswith("$$"):
@@ -159,98 +170,130 @@ def _context_resolver(ctxvars: dict[str, Type], guru: bool, refused: dict[str, s
     return resolve
 
 
-def _symbolic(family: str, form: str):
-    """Builders for the forms that need the binary's symbols (ELF/SDT)."""
+UNSPECIFIED = "unspecified process probe is invalid without a -c COMMAND or -x PID [man stapprobes]"
+
+
+def unspecified_program(ctx: BuildContext) -> str:
+    """The program an unspecified ``process`` probe names: the first word of ``-c COMMAND``, else
+    ``/proc/PID/exe`` of ``-x PID`` (SystemTap's ``cmd_file()``)."""
+    if ctx.target_cmd:
+        try:
+            words = shlex.split(ctx.target_cmd)
+        except ValueError:
+            words = []
+        if not words:
+            raise SemanticError("invalid -c command for unspecified process probe [man stapprobes]")
+        return words[0]
+    if ctx.target_pid is not None:
+        pid = ctx.target_pid
+        if pid <= 0 or not os.path.exists(f"/proc/{pid}"):
+            why = "Invalid pid" if pid <= 0 else "No such process"
+            raise SemanticError("invalid -x pid for unspecified process probe [man stapprobes]", None,
+                                [SemanticError(f"cannot probe pid {pid}: {why}")])
+        return f"/proc/{pid}/exe"
+    raise SemanticError(UNSPECIFIED)
+
+
+def _symbolic_target(args: dict[str, Any], ctx: BuildContext) -> tuple[str, dict[str, Any]]:
+    """The probe point prefix and target params of a symbol form: always the program's path
+    (SystemTap shows ``process("/bin/ls")`` for ``process(PID)`` too), the target as given."""
+    value = args.get("process")
+    if isinstance(value, int):
+        if value <= 0 or not os.path.exists(f"/proc/{value}"):
+            raise SemanticError(f"cannot probe pid {value}: No such process")
+        try:
+            exe = os.path.realpath(f"/proc/{value}/exe", strict=True)
+        except OSError as exc:
+            raise SemanticError(f"cannot probe pid {value}: {exc.strerror}") from None
+        return f"process({process_query.quote(exe)})", {"target": "pid", "pid": value}
+    name = unspecified_program(ctx) if value is None else value
+    if name == "":
+        raise SemanticError("empty process path")
+    path = resolve_path(name, ctx.path_env or None)
+    if "/" not in path or not os.path.isfile(path):
+        raise SemanticError(f"cannot find executable '{path}'")
+    return f"process({process_query.quote(path)})", {"target": "path", "path": path}
+
+
+def caller_check(tok: Token, caller: dict[str, Any]) -> ast.Stmt:
+    """``if ($__caller_ra - $__callee_pc != DELTA) next;``: SystemTap's ``_caller_match`` for a
+    callee reached through a call site (both values are run-time addresses in one file, so their
+    difference is known at translation time whatever the load address)."""
+    ra, pc = caller["vars"]
+    diff = ast.Binary(tok=tok, op="-", left=ast.TargetSymbol(tok=tok, name=ra),
+                      right=ast.TargetSymbol(tok=tok, name=pc))
+    delta = ast.NumberLit(tok=tok, value=int(caller["delta"]))
+    cond = ast.Comparison(tok=tok, op="!=", left=diff, right=delta)
+    return ast.If(tok=tok, cond=cond, then=ast.Next(tok=tok))
+
+
+def _symbolic(family: str):
+    """Builders for the forms that need the binary's symbols (ELF/DWARF/SDT)."""
 
     def build(pp: ProbePoint, args: dict[str, Any], ctx: BuildContext) -> list[Built]:
-        if args.get("process") is None:
-            raise SemanticError(f"process{form} probes need a process path or pid")
-        prefix, params = _target(args, ctx)
-        resolver = ctx.elf_resolver
-        if resolver is None:
-            try:
-                resolver = importlib.import_module("pystap.probes.elfsyms")
-            except ImportError:
-                resolver = None
-        resolve = getattr(resolver, "resolve_probe", None) if resolver is not None else None
-        if resolve is None:
-            raise SemanticError(f"process{form} probes are not yet supported (no ELF symbol resolver)")
-        results = resolve(family=family, prefix=prefix, params=params, args=args, point=pp)
+        prefix, params = _symbolic_target(args, ctx)
+        resolve = getattr(ctx.elf_resolver, "resolve_probe", None) or process_query.resolve_probe
+        results = resolve(family=family, prefix=prefix, params=params, args=args, point=pp, ctx=ctx)
         out = []
         for r in results:
             if isinstance(r, Built):
                 if r.target is None:
                     r.target = _context_resolver(r.context_vars, ctx.guru)
                 out.append(r)
-            else:  # a mapping from the resolver: point, params, context_vars
-                ctxvars = dict(r.get("context_vars", {}))
-                out.append(
-                    Built(
-                        point=r["point"],
-                        family=family,
-                        params=r.get("params", {}),
-                        myproc=True,
-                        context_vars=ctxvars,
-                        target=_context_resolver(ctxvars, ctx.guru, r.get("refused")),
-                    )
+                continue
+            ctxvars = dict(r.get("context_vars", {}))
+            caller = r.get("caller")
+            hidden = {name: Type.LONG for name in caller["vars"]} if caller else {}
+            out.append(
+                Built(
+                    point=r["point"],
+                    family=family,
+                    params=r.get("params", {}),
+                    myproc=True,
+                    context_vars=ctxvars,
+                    target=_context_resolver(ctxvars, ctx.guru, r.get("refused"), hidden),
+                    prologue=[caller_check(pp.tok, caller)] if caller else [],
                 )
+            )
         return out
 
     return build
 
 
+_FUNCTION_SUFFIXES = ("", ".call", ".return", ".exported")
+_STRING_FUNCTION_SUFFIXES = (".inline", f".label({STR})", f".callee({STR})", f".callee({STR}).call",
+                             f".callee({STR}).return", ".callees", f".callees({NUM})")
+
+
 def _shapes() -> list[Shape]:
     out: list[Shape] = []
+    fn = _symbolic("process.function")
+    st = _symbolic("process.statement")
+    mark = _symbolic("process.mark")
+    plt = _symbolic("process.plt")
     for root in ("process", f"process({STR})", f"process({NUM})"):
         for kind in _LIFECYCLE:
             out.append(shape(f"{root}.{kind}", f"process.{kind}", _lifecycle(kind)))
         for kind in _SYSCALL:
             out.append(shape(f"{root}.{kind}", f"process.{kind}", _syscall(kind)))
+        # SystemTap registers library probes for process and process("PATH"), not process(PID)
         libs = [root] if root.endswith(f"({NUM})") else [root, f"{root}.library({STR})"]
         for base in libs:
-            for fn in (f"function({STR})", f"function({NUM})"):
-                for suffix in ("", ".call", ".return", ".exported"):
-                    out.append(
-                        shape(
-                            f"{base}.{fn}{suffix}",
-                            "process.function",
-                            _symbolic("process.function", ".function"),
-                        )
-                    )
-            out.append(
-                shape(
-                    f"{base}.function({STR}).inline",
-                    "process.function",
-                    _symbolic("process.function", ".function"),
-                )
-            )
-            out.append(
-                shape(
-                    f"{base}.function({STR}).label({STR})",
-                    "process.function",
-                    _symbolic("process.function", ".function"),
-                )
-            )
-            for st in (f"statement({STR})", f"statement({NUM})"):
-                out.append(
-                    shape(f"{base}.{st}", "process.statement", _symbolic("process.statement", ".statement"))
-                )
-                out.append(
-                    shape(
-                        f"{base}.{st}.nearest",
-                        "process.statement",
-                        _symbolic("process.statement", ".statement"),
-                    )
-                )
-            out.append(shape(f"{base}.mark({STR})", "process.mark", _symbolic("process.mark", ".mark")))
-            out.append(
-                shape(
-                    f"{base}.provider({STR}).mark({STR})", "process.mark", _symbolic("process.mark", ".mark")
-                )
-            )
-            for plt in ("plt", f"plt({STR})"):
-                out.append(shape(f"{base}.{plt}", "process.plt", _symbolic("process.plt", ".plt")))
-                out.append(shape(f"{base}.{plt}.return", "process.plt", _symbolic("process.plt", ".plt")))
+            for suffix in _FUNCTION_SUFFIXES:
+                out.append(shape(f"{base}.function({STR}){suffix}", "process.function", fn))
+                out.append(shape(f"{base}.function({NUM}){suffix}", "process.function", fn))
+            for suffix in _STRING_FUNCTION_SUFFIXES:
+                out.append(shape(f"{base}.function({STR}){suffix}", "process.function", fn))
+            for arg in (STR, NUM):
+                out.append(shape(f"{base}.statement({arg})", "process.statement", st))
+                out.append(shape(f"{base}.statement({arg}).nearest", "process.statement", st))
+            out.append(shape(f"{base}.mark({STR})", "process.mark", mark))
+            out.append(shape(f"{base}.provider({STR}).mark({STR})", "process.mark", mark))
+            for p in ("plt", f"plt({STR})"):
+                out.append(shape(f"{base}.{p}", "process.plt", plt))
+                out.append(shape(f"{base}.{p}.return", "process.plt", plt))
+    out.append(shape(f"process({NUM}).statement({NUM}).absolute", "process.statement", st))
+    out.append(shape(f"process({NUM}).statement({NUM}).absolute.return", "process.statement", st))
     return out
 
 

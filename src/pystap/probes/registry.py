@@ -37,10 +37,14 @@ class BuildContext:
 
     privilege: int = 0x8
     guru: bool = False
-    target_pid: int | None = None
+    target_pid: int | None = None  # -x PID
+    target_cmd: str | None = None  # -c COMMAND (an unspecified ``process`` probe names its program)
     path_env: str = ""
     # process("PATH").function/... need symbols; the ELF resolver is optional
     elf_resolver: Any = None
+    # (message, token) warnings a builder gives (SystemTap prints them at pass 2, e.g. "cannot
+    # probe .return of 1 inlined function"); elaboration reports them like its own
+    warnings: list[tuple[str, Token | None]] = field(default_factory=list)
 
 
 @dataclass
@@ -59,6 +63,9 @@ class Built:
     target: Callable[[str, bool], Type] | None = None
     # locals the runtime fills before the handler runs (``name``, ``argstr`` …)
     provides: dict[str, Type] = field(default_factory=dict)
+    # statements run before the handler's own (ast.Stmt): SystemTap's dwarf probes prefix a
+    # .callee probe's handler with a caller check that ends it (``next``) for other callers
+    prologue: list[Any] = field(default_factory=list)
 
 
 Builder = Callable[[ProbePoint, dict[str, Any], BuildContext], list[Built]]
