@@ -52,11 +52,12 @@ probe process("{t}").function("work").label("out") {{ printf("label %s\\n", pp()
 probe process("{t}").statement({hidden:#x}) {{ printf("statement %s\\n", probefunc()) }}
 """
 
+# pp() is SystemTap's run-time text: the statement .nearest resolved to, the label's function
 O0_EXPECTED = """\
 line 36 work
 line 36 work
-nearest process("{t}").statement("work@{src}:37").nearest
-label process("{t}").function("work@{src}:40").label("out")
+nearest process("{t}").statement("work@{src}:38")
+label process("{t}").function("work@{src}:40")
 statement hidden
 """
 
