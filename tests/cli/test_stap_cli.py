@@ -287,3 +287,10 @@ def test_pass1_warnings_are_printed_as_stap_does() -> None:
     assert rc == 0 and err == ""
     rc, _, err = run("-p1", "-W", "-e", script)
     assert rc == 1 and err == MACRO_WARNING + "Pass 1: parse failed.  [man error::pass1]\n"
+
+
+def test_script_text_of_e_is_bytes_as_stap_reads_it() -> None:
+    """``-e`` is taken byte for byte, as a script file is: a two-byte UTF-8 character is two."""
+    rc, out, _ = run("--no-sign", "-e", 'probe begin { println(strlen("é"), " ", "é"); exit() }')
+    assert rc == 0
+    assert out.encode("latin-1") == "2 é\n".encode()  # in-process output carries the bytes as latin-1

@@ -80,8 +80,25 @@ def test_w_silences_and_W_promotes_warnings() -> None:
 
 
 def test_never_assigned_local_warning() -> None:
+    # stap 4.8 names the closest other variables (its weighted Levenshtein, top 5)
+    w = warnings("probe begin { y = 1; print(y + x) }")
+    assert "never-assigned local variable 'x' (similar: y)" in w
+
+
+def test_never_assigned_suggestions_rank_as_stap() -> None:
+    # insert/delete/substitute cost 2, a case-only change 1; ties by name; globals and
+    # parameters count too (stap -p2 prints the same lists)
+    w = warnings("global abce probe begin { abcdef = 1; abcxyz = 1; zzzzzz = 1; abc = 1; Abcdeg = 2;"
+                 " abce = 3; println(abcdeg * 2) }")
+    assert "never-assigned local variable 'abcdeg' (similar: Abcdeg, abcdef, abce, abc, abcxyz)" in w
+    w = warnings("function f(abcd) { return abcx * abcd } probe begin { println(f(1)) }")
+    assert "never-assigned local variable 'abcx' (similar: abcd)" in w
+
+
+def test_never_assigned_is_an_optimiser_warning() -> None:
+    # stap warns from semantic_pass_opt2, which -u skips
     w = warnings("probe begin { y = 1; print(y + x) }", unoptimized=True)
-    assert "never-assigned local variable 'x'" in w
+    assert not any(m.startswith("never-assigned") for m in w)
 
 
 def test_unreachable_functions_disappear_after_optimisation() -> None:
@@ -140,3 +157,29 @@ def test_a_folded_operator_still_types_its_operand() -> None:
     assert elab_errors('probe begin { s = "a"; println(s + 0) }')[0] == "type mismatch (long)'s'@1:32"
     s = elab("probe begin { println(h - 0) }")
     assert [(v.name, v.type) for v in s.probes[0].locals] == [("h", ast.Type.LONG)]
+
+
+def test_for_clauses_are_never_void():
+    # stap's void_statement_reducer leaves a for loop's init/incr alone ("never void")
+    w = warnings("probe begin { i = 0; for (i; i < 3; i + 1) { i++ } println(i) }")
+    assert not any(m.startswith("Eliding side-effect-free") for m in w)
+
+
+def test_function_reduced_to_nothing_is_reported():
+    # stap 4.8 -p2: the call goes, then the emptied function is named at its definition
+    w = warnings("function f() { x = 1 } probe begin { f(); println(2) }")
+    assert w == ["Eliding assignment to 'x'", "Eliding side-effect-free expression ",
+                 "Eliding side-effect-free expression ", "side-effect-free function 'f'"]
+
+
+def test_unused_assignments_of_every_body_are_reported_first():
+    # stap's semantic_pass_opt2 runs over all probes and functions before the void-statement reducer
+    w = warnings("function g() { b = 2; return 1 } probe begin { a = 1; println(g()) }")
+    assert w == ["Eliding assignment to 'a'", "Eliding assignment to 'b'", "Eliding side-effect-free expression ",
+                 "Eliding side-effect-free expression "]
+
+
+def test_only_the_first_optimiser_round_warns():
+    # ``y`` becomes unread only once round 1 drops ``x = y``; stap suppresses later rounds' warnings
+    w = warnings("probe begin { y = 1; x = y; println(2) }")
+    assert w == ["Eliding assignment to 'x'", "Eliding side-effect-free expression "]

@@ -138,3 +138,21 @@ def test_target_variable_in_begin_is_unresolved() -> None:
         "unresolved target-symbol expression'$foo'@1:21",
         "unresolved type'$foo'@1:21",
     ]
+
+
+def test_chained_type_error_renders_each_message_with_its_blank_line():
+    # stap prints every message of the chain followed by a blank line (return_no_val_3)
+    from pystap.lang.diagnostics import format_error
+    from pystap.lang.elaborate import ElaborationError
+
+    src = "probe begin { x = 1; x = \"a\"; println(x) }"
+    with pytest.raises(ElaborationError) as info:
+        elab(src)
+    text = format_error(info.value.errors[0], {"<input>": src})
+    assert text == (
+        "semantic error: type mismatch (string): identifier 'x' at <input>:1:22\n"
+        f"        source: {src}\n" + " " * 37 + "^\n"
+        "\n"
+        "semantic error: type was first inferred here (long): identifier 'x' at <input>:1:15\n"
+        f"        source: {src}\n" + " " * 30 + "^"
+    )

@@ -21,16 +21,19 @@ SAMPLE = {
     "--sign-key": "keys", "--sign-module": "m.stapmod", "--use-server": "host", "--use-server-on-error": "yes", "--list-servers": "all",
     "--trust-servers": "ssl", "-r": "6.1.0-amd64", "-a": "x86_64", "-I": "tapsets", "-D": "MAXACTION=100",
     "-B": "V=1", "-R": "runtime", "--modinfo": "a=b", "--sysroot": "root", "--sysenv": "A=B",
-    "--runtime": "kernel", "--debug": "parse", "--remote": "host", "--prologue-searching": None,
+    "--runtime": "kernel", "--debug": "parse", "--remote": "host", "--prologue-searching": "never",
+    "--download-debuginfo": "no", "--monitor": "5", "--target-namespace": "1", "--rlimit-as": "100000000",
+    "--rlimit-cpu": "60", "--rlimit-nproc": "100", "--rlimit-stack": "8388608", "--rlimit-fsize": "1000000",
 }
 
 # Independent expectations, written by hand: (stapusr, stapsys, stapdev) accepted?
-ALLOWED = set("""-e -E -p -v --vp -h -V -u -w -W -t -P --skip-badvars --compatible --check-version
---semantic-keep-going --suppress-handler-errors --dump-probe-types --dump-probe-aliases --dump-functions
--l -L --privilege --unprivileged -o -b -s -F -S -T -c -x -d -G -m -k --tmpdir --disable-cache
---poison-cache --clean-cache --sign-key --sign-module --no-sign --use-server --use-server-on-error --list-servers --trust-servers
--r -a -I -q --debug -i""".split())
-DEV_ONLY = set("""-g --suppress-time-limits -D -B -R --modinfo --sysroot --sysenv --runtime --ldd
+ALLOWED = set("""-e -E -p -v --vp -h -V -u -w -W -t -P --prologue-searching --skip-badvars --compatible
+--check-version --semantic-keep-going --suppress-handler-errors --dump-probe-types --dump-probe-aliases
+--dump-functions -l -L --privilege --unprivileged -o -b -s -F -S -T -c -x -d -G -m -k --tmpdir --disable-cache
+--poison-cache --clean-cache --sign-key --sign-module --no-sign --use-server --use-server-on-error --list-servers
+--trust-servers --download-debuginfo -r -a -I -q --debug -i --save-uprobes --monitor --rlimit-as --rlimit-cpu
+--rlimit-nproc --rlimit-stack --rlimit-fsize --runtime --bpf --dyninst""".split())
+DEV_ONLY = set("""-g --suppress-time-limits -D -B -R --modinfo --sysroot --sysenv --target-namespace --ldd
 --all-modules --remote --remote-prefix""".split())
 
 
@@ -67,7 +70,10 @@ def test_option_by_level(row, level):
 @pytest.mark.parametrize("level", [USR, SYS, DEV], ids=lambda lv: lv.label)
 def test_aliases_are_the_same_row(level):
     assert check_options([("--help", None), ("--version", None), ("--interactive", None)], level) == []
-    assert O.lookup("--prologue-searching") is O.lookup("-P")
+    assert O.lookup("--interactive") is O.lookup("-i")
+    # -P takes no value, --prologue-searching an optional one: two rows, one rule
+    assert O.lookup("--prologue-searching").levels == O.lookup("-P").levels
+    assert check_options([("--prologue-searching", None), ("--prologue-searching", "auto")], USR) == []
     assert O.lookup("--privilege=stapsys") is O.lookup("--privilege")
 
 
@@ -226,7 +232,10 @@ def test_client_mode_invalid(opt):
 
 @pytest.mark.parametrize("opt", ["--tmpdir", "--use-server", "--list-servers", "--trust-servers", "--disable-cache",
                                  "--poison-cache", "--clean-cache", "--ldd", "--all-modules", "--remote",
-                                 "--remote-prefix", "--modinfo", "-G", "--sign-key", "--runtime"])
+                                 "--remote-prefix", "--modinfo", "-G", "--sign-key", "--runtime", "--bpf",
+                                 "--dyninst", "--save-uprobes", "--monitor", "--target-namespace",
+                                 "--download-debuginfo", "--rlimit-as", "--rlimit-cpu", "--rlimit-nproc",
+                                 "--rlimit-stack", "--rlimit-fsize"])
 def test_client_mode_is_invalid(opt):
     row = O.lookup(opt)
     pair = (opt, SAMPLE.get(opt, "x") if row.takes_value else None)

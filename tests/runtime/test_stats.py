@@ -5,6 +5,7 @@ import pytest
 from pystap.runtime.errors import StapRuntimeError
 from pystap.runtime.stats import (
     HistSpec,
+    MapStat,
     Stat,
     aggregate,
     bucket_to_val,
@@ -125,3 +126,31 @@ def test_bad_linear_parameters():
     assert "Number of buckets must be between 1 and 126" in linear_warning(0, 1000, 1)
     assert not HistSpec("linear", 0, 10, 0).usable()
     assert render_histogram(filled([1]), HistSpec("linear", 0, 10, 0)) == ""
+
+
+def test_render_width_and_elision_parameters():
+    # the HIST_WIDTH / HIST_ELISION macros a script may set with -D
+    spec = HistSpec("linear", 0, 100, 10)
+    s = filled([5, 45], spec)
+    assert render_histogram(s, spec, width=5, elision=0) == (
+        "value |----- count\n    0 |@     1\n      ~\n   40 |@     1\n\n")
+    lines = render_histogram(s, spec, elision=-1).splitlines()
+    assert [ln[:5] for ln in lines[1:-1]] == ["    0", "   10", "   20", "   30", "   40", "   50", "   60"]
+
+
+def test_array_element_variance_is_not_recentred():
+    # _new_map_copy_stat copies the CPU's Welford variance; _stp_stat_get re-centres a scalar's
+    values = [1, 2, 3, 4, 100]
+    assert filled(values, shift=0).variance() == 1988
+    m = MapStat(None, 0)
+    for v in values:
+        m.add(v)
+    assert m.variance() == 1983
+
+
+def test_welford_delta_is_a_32_bit_int():
+    # __stp_stat_add keeps ``delta`` in a C int: a 2**40 step wraps to 0
+    m = MapStat(None, 0)
+    m.add(1 << 40)
+    m.add(0)
+    assert m.variance() == 0

@@ -32,7 +32,7 @@ def written(c) -> str:
 
 
 def test_strings(c):
-    assert strings.substr(c, "hello", -3, 2) == "he"
+    assert strings.substr(c, "hello", -3, 2) == ""  # string.stp: a start before the string gives ""
     assert strings.substr(c, "hello", 2, 100) == "llo"
     with pytest.raises(StapRuntimeError, match="Position out of bounds"):
         strings.stringat(c, "ab", 2)
@@ -43,8 +43,17 @@ def test_strings(c):
     with pytest.raises(StapRuntimeError):
         strings.strtol(c, "1", 99)
     assert strings.isdigit(c, "") == 0
-    assert strings.text_str(c, "\x01\xff'") == "\\001\\377\\'"
+    assert strings.text_str(c, "\x01\xff'") == "\\001\\377'"  # _stp_text_str leaves ' alone
     assert strings.str_replace(c, "abc", "", "x") == "abc"
+
+
+def test_text_str_follows_the_runtime(c):
+    # _stp_text_str: UTF-8 as \\u escapes, an overlong form byte by byte, quoted cuts end '"...'
+    assert strings.text_str(c, "\xc3\xa9\xc0\x80") == "\\u00E9\\300\\200"
+    assert strings.text_strn(c, "abcdef", 6, 1) == '"a"...'
+    assert strings.text_strn(c, "a\nbc", 6, 1) == '"a"...'  # room for '"...': the cut drops \\n and b
+    assert strings.text_strn(c, "abc", 5, 1) == '"abc"'
+    assert strings.string_quoted(c, "q\"") == '"q\\""'
 
 
 def test_tokenize_skips_empty_tokens(c):
@@ -54,6 +63,7 @@ def test_tokenize_skips_empty_tokens(c):
     assert strings.tokenize(c, ",") == ""
     assert strings.tokenize(c, "x;y z", "; ") == "x"
     assert strings.tokenize(c, "; ") == "y"
+    assert strings.tokenize(c, "", "; ") == "z"  # an empty input continues the string
 
 
 def test_time_strings(c):

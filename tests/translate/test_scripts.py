@@ -46,7 +46,7 @@ CASES = [
     ('probe begin { println(isinstr("abc", "b"), strpos("abc", "z"), " ", str_replace("a.b.c", ".", "::"));'
      ' println(strtol("ff", 16), " ", strtol("-12", 10), " ", isdigit("7x")); exit() }', "1-1 a::b::c\n255 -12 1\n"),
     ('probe begin { println(text_str("a\\tb\\"c")); println(string_quoted("q")); println(text_strn("abcdef", 3, 1));'
-     ' exit() }', 'a\\tb\\"c\n"q"\n"abc"...\n'),
+     ' exit() }', 'a\\tb\\"c\n"q"\n""...\n'),  # quoted, 3 wide: the cut leaves room for '"...'
     ('probe begin { s = tokenize("one two  three", " "); while (s != "") { println(s); s = tokenize(" ") } exit() }',
      "one\ntwo\nthree\n"),
     ('probe begin { if ("key=val42" =~ "^([a-z]+)=([a-z]+)([0-9]*)$") printf("%s %s %s %d\\n", matched(1), matched(2),'
@@ -100,6 +100,8 @@ CASES = [
      "caught: division by 0\n"),
     ('probe begin { try { error("custom") } catch { println("no var") } exit() }', "no var\n"),
     ('probe begin { println("x"); next; println("y") } probe begin { println("z"); exit() }', "x\nz\n"),
+    # a for loop's side-effect-free init/incr clauses stay (and run) as in stap
+    ('probe begin { i = 0; for (i; i < 3; i + 1) { i++ } println(i); exit() }', "3\n"),
     # ---- session ordering
     ('probe begin(2) { println("b2") } probe begin(1) { println("b1") } probe begin(-5) { println("b-5") }'
      ' probe begin { println("b0"); exit() } probe end(3) { println("e3") } probe end { println("e0") }',
@@ -108,6 +110,29 @@ CASES = [
      "b1\nend\n"),
     ('probe begin { abort(); println("never") } probe end { println("end") }', "end\n"),
     ('probe oneshot { println("once") }', "once\n"),
+    # ---- SystemTap's testsuite (systemtap.string, systemtap.maps): behaviours pinned one by one
+    # _stp_text_str: a quote is printable, UTF-8 becomes \u/\U escapes
+    ('probe begin { println(text_str("it\'s")); exit() }', "it's\n"),
+    ('probe begin { println(text_str("\\303\\251\\342\\202\\254\\360\\237\\230\\200")); exit() }',
+     "\\u00E9\\u20AC\\U0001F600\n"),
+    # a cut never splits an escape sequence: the whole \u00E9 goes
+    ('probe begin { println(text_strn("\\303\\251\\303\\251", 8, 1)); exit() }', '""...\n'),
+    ('probe begin { println(text_strn("1234567890", 10, 1)); exit() }', '"12345"...\n'),
+    # substr: a start before the string gives "", not a clamp to 0
+    ('probe begin { println(substr("hello", -1, 3), "|"); exit() }', "|\n"),
+    # tokenize(input, delim) with an empty input continues the previous string
+    ('probe begin { s = tokenize("a,b", ","); t = tokenize("", ","); println(s, t); exit() }', "ab\n"),
+    # strings are C strings: a \0 escape ends the literal
+    ('probe begin { println("ab\\0cd", "|", str_replace("xyx", "y", "\\0")); exit() }', "ab|xx\n"),
+    # a statistics-array element's @variance is the CPU's own Welford value (_new_map_copy_stat);
+    # only a scalar's is re-centred on sum/count (_stp_stat_get)
+    ('global s, a; probe begin { s <<< 1; s <<< 2; s <<< 3; s <<< 4; s <<< 100;'
+     ' a[0] <<< 1; a[0] <<< 2; a[0] <<< 3; a[0] <<< 4; a[0] <<< 100;'
+     ' println(@variance(s), " ", @variance(a[0])); exit() }', "1988 1983\n"),
+    # endian.stp: cpu_to_be*/cpu_to_le* of the low bytes (%b then writes them in host order)
+    ('probe begin { printf("%2b", big_endian2(0x1234)); printf("%4b", little_endian4(0x01020304));'
+     ' println(" ", big_endian8(1), " ", big_endian2(-1)); exit() }',
+     "\x12\x34\x04\x03\x02\x01 72057594037927936 65535\n"),
     # ---- unread globals
     ('global count, name, arr; probe begin { count = 3; name = "x"; arr[1] = 5; arr[2] = 9; exit() }', None),
 ]
@@ -312,3 +337,62 @@ def test_error_locations_name_the_failing_statement(tmp_path):
     r = stap("-w", str(script))
     assert (r.rc, r.out) == (1, "caught empty aggregate\nerror probe\n")
     assert r.err == errors(f"too big near identifier 'error' at {script}:4:5")
+
+
+HIST_SCRIPT = "global s; probe begin { s <<< 0; s <<< 500; print(@hist_linear(s, 0, 1000, 100)); exit() }"
+
+
+def test_hist_elision_negative_shows_every_bucket():
+    # systemtap.maps/elision: -DHIST_ELISION reaches the runtime's histogram printer
+    r = stap("-w", "-DHIST_ELISION=-1", "-e", HIST_SCRIPT)
+    rows = [f"{v:5d} |{'@' if c else ' '}{c:>51}\n" for v, c in
+            ((0, 1), (100, 0), (200, 0), (300, 0), (400, 0), (500, 1), (600, 0), (700, 0))]
+    assert (r.rc, r.out) == (0, f"value |{'-' * 50} count\n" + "".join(rows) + "\n")
+
+
+def test_hist_elision_zero_collapses_every_empty_run():
+    r = stap("-w", "-DHIST_ELISION=0", "-e", HIST_SCRIPT)
+    assert (r.rc, r.out) == (0, f"value |{'-' * 50} count\n    0 |@{1:>51}\n      ~\n  500 |@{1:>51}\n\n")
+
+
+def test_hist_width_option():
+    r = stap("-w", "-DHIST_WIDTH=10", "-DHIST_ELISION=0", "-e", HIST_SCRIPT)
+    assert (r.rc, r.out) == (0, f"value |{'-' * 10} count\n    0 |@{1:>11}\n      ~\n  500 |@{1:>11}\n\n")
+
+
+def test_empty_aggregate_is_reported_near_the_operator():
+    # stap's c->last_stmt names the @min/@max/... operator, and @hist_*(s)[i] names @hist_*
+    r = stap("-w", "-e", "global s, t; probe begin { t <<< 1; println(@max(s)) }")
+    assert r.err == errors("empty aggregate near operator '@max' at <input>:1:45")
+    r = stap("-w", "-e", "global s; probe begin { s <<< 1; println(@hist_log(s)[200]) }")
+    assert r.err == errors("histogram index out of range near operator '@hist_log' at <input>:1:42")
+
+
+def test_unusable_linear_histogram_fails_module_start():
+    # _stp_stat_init warns and returns NULL: the global cannot be allocated, no probe runs
+    r = stap("-w", "-e", 'global agg; probe begin { println("x"); agg <<< 1; print(@hist_linear(agg, 0, 1500, 2)) }')
+    assert (r.rc, r.out) == (1, "")
+    assert r.err == ("WARNING: histogram: Number of buckets must be between 1 and 126\n"
+                     "Number_of_buckets = (stop - start) / interval.\n"
+                     "Please adjust your start, stop, and interval values.\n"
+                     "ERROR: global variable '__global_agg' allocation failed\n" + PASS5_FAILED)
+
+
+def test_all_functions_exhausted_is_reported_at_the_call():
+    # stap checks c->next after the call: the error names the call, not the ``next``
+    r = stap("-w", "-e", "function f() { next; return 0 } probe begin { println(f()) }")
+    assert r.err == errors("all functions exhausted near identifier 'f' at <input>:1:55")
+
+
+def test_compound_division_by_zero_names_the_divisor():
+    # stap's c_unparser_assignment reports the right-hand side of ``/=`` / ``%=``
+    r = stap("-w", "-e", "probe begin { x = 0; y = 5; y /= x; println(y) }")
+    assert r.err == errors("division by 0 near identifier 'x' at <input>:1:34")
+
+
+def test_array_overflow_by_update_names_the_array():
+    # ``a[k] += v`` and ``a[k]++`` overflow near the array, like ``a[k] = v``
+    r = stap("-w", "-e", "global a[1]; probe begin { a[1] = 1; a[2] += 2 }")
+    assert r.err == errors("Array overflow, check size limit (1) near identifier 'a' at <input>:1:38")
+    r = stap("-w", "-e", "global a[1]; probe begin { a[1] = 1; a[2]++ }")
+    assert r.err == errors("Array overflow, check size limit (1) near identifier 'a' at <input>:1:38")

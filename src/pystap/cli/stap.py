@@ -29,52 +29,134 @@ Usage: pystap [options] FILE [ARGS ...]        Run script in file.
    or: pystap [options] -e SCRIPT [ARGS ...]   Run given script.
    or: pystap [options] -l PROBE               List matching probes.
    or: pystap [options] -L PROBE               List matching probes and context variables.
+   or: pystap [options] --dump-probe-types     List available probe types.
+   or: pystap [options] --dump-probe-aliases   List available probe aliases.
+   or: pystap [options] --dump-functions       List available functions.
 
 Options:
    --         end of translator options, script options follow
-   -h --help  show this help
-   -V         show version
-   -p NUM     stop after pass NUM 1-5 (parse, elaborate, translate, package, run)
-   -v         add verbosity to all passes (repeat for more)
-   -e SCRIPT  run given script instead of a script file
-   -I DIR     look in DIR for additional .stp/.stpm tapset files
-   -D NM=VAL  emit macro definition into generated code
-   -g         guru mode
+   -h --help  show help
+   -V --version
+              show version
+   -p NUM     stop after pass NUM 1-5, instead of 5
+              (parse, elaborate, translate, package, run)
+   -v         add verbosity to all passes
+   --vp {{N}}+  add per-pass verbosity [00000]
+   -k         keep temporary directory (it holds the pass-3 module)
    -u         unoptimized translation
    -w         suppress warnings
    -W         turn warnings into errors
+   -g         guru mode
+   -P         prologue-searching for function probes (no effect: probes are
+              placed at the function's symbol)
+   -b         bulk (percpu file) mode (no effect)
+   -s NUM     buffer size in megabytes (1-4095; no effect)
+   -I DIR     look in DIR for additional .stp/.stpm tapset files
+   -D NM=VAL  emit macro definition into generated code
+   -B NM=VAL  pass option to kbuild make (not supported: no kbuild step)
+   --modinfo NM=VAL
+              include NM=VAL in the generated module's metadata
+   -G VAR=VAL set global variable to value
+   -R DIR     look in DIR for runtime (not supported)
+   -r RELEASE target kernel release recorded in the module, instead of this host's
+   -a ARCH    target architecture recorded in the module, instead of this host's
+   -m MODULE  set probe module name, instead of stap_<hash>
+   -o FILE    send script output to file, instead of stdout
+   -E SCRIPT  run the SCRIPT in addition to the main script specified
+              through -e or a script file
    -c CMD     start the probes, run CMD, and exit when it finishes
    -x PID     sets target() to PID
-   -o FILE    send script output to file
-   -m MODULE  set the module name
+   -F         run as flight recorder (not supported)
+   -S size[,n] set maximum of the size and the number of files (not supported)
+   -d OBJECT  add unwind/symbol data for OBJECT file (no effect: pystap does not
+              unwind stacks)
+   --ldd      add unwind/symbol data for referenced user-space objects (no effect)
+   --all-modules
+              add unwind/symbol data for all loaded kernel objects (no effect)
+   -t         collect probe timing information
    -T TIME    terminate the script after TIME seconds
-   -G VAR=VAL set global variable to value
-   -s NUM     buffer size in megabytes
-   --compatible=VERSION   language version to follow (default {compat})
-   --privilege=PRIVILEGE  check the script for stapusr, stapsys or stapdev
-   --unprivileged         same as --privilege=stapusr
-   --semantic-keep-going  list every pass-2 error in a tab-separated catalogue
-   --dump-probe-types     show the available probe point shapes
-   --dump-probe-aliases   show the probe aliases of the tapset library
-   --dump-functions       show the functions of the tapset library
-   --disable-cache        do not use the tapset index cache
+   -q         generate information on tapset coverage (no effect)
+   --runtime=MODE
+              set the pass-5 runtime mode, instead of kernel (bpf: pass 1 only)
+   --bpf      shorthand for --runtime=bpf
+   --dyninst  shorthand for --runtime=dyninst (unavailable)
+   --prologue-searching[=WHEN]
+              prologue-searching for function probes: always, never, auto
+              (no effect)
+   --privilege=PRIVILEGE_LEVEL
+              check the script for constructs not allowed at the given privilege level
+   --unprivileged
+              equivalent to --privilege=stapusr
+   --compatible=VERSION
+              suppress incompatible language/tapset changes beyond VERSION,
+              instead of {compat}
+   --check-version
+              displays warnings where a syntax element may be
+              version dependent
+   --skip-badvars
+              substitute zero for bad context $variables
+   --suppress-handler-errors
+              catch all runtime errors, quietly skip probe handlers
+   --semantic-keep-going
+              list every pass-2 error in a tab-separated catalogue
+   --use-server[=SERVER]
+              compile (passes 1-4) on a compile server; SERVER is HOST:PORT,
+              A.B.C.D:PORT or [IPv6]:PORT, optionally followed by
+              #sha256:FINGERPRINT (repeatable)
+   --list-servers[=PROPERTIES]
+              report on the status of the specified compile-servers:
+              all,specified,online,trusted,signer,compatible
+   --trust-servers[=TRUST-SPEC]
+              add/revoke trust of specified compile-servers:
+              ssl,signer,all-users,revoke,no-prompt
+   --use-server-on-error[=yes/no]
+              retry compilation using a compile server upon compilation error
+              (only "no" is supported)
+   --remote=HOSTNAME
+              run pass 5 on the specified ssh host (not supported)
+   --remote-prefix
+              prefix each line of remote output with a host index (not supported)
+   --tmpdir=NAME
+              specify name of temporary directory to be used.
+   --download-debuginfo[=OPTION]
+              automatically download debuginfo: yes,no,ask,<timeout value>
+              (pystap needs none: warns and continues)
+   --dump-probe-types
+              show a list of available probe types.
+   --dump-probe-aliases
+              show a list of available probe aliases.
+   --dump-functions
+              show a list of available functions.
+   --sysroot=DIR
+              specify sysroot directory where target files are located
+              (not supported)
+   --sysenv=VAR=VALUE
+              provide an alternate value for an environment variable (not supported)
+   --suppress-time-limits
+              disable -DSTP_OVERLOAD, -DMAXACTION, and -DMAXTRYACTION limits
+   --save-uprobes
+              save uprobes.ko to current directory if it is built from source
+              (no effect: pystap has no uprobes.ko)
+   --target-namespace=PID
+              sets the target namespaces pid to PID (not supported)
+   --monitor[=INTERVAL]
+              monitor mode (not supported)
+   --interactive, -i
+              build a script interactively (not supported)
+   --rlimit-as=NUM, --rlimit-cpu=NUM, --rlimit-nproc=NUM, --rlimit-stack=NUM,
+   --rlimit-fsize=NUM
+              set a resource limit of the translator process
+   --disable-cache        do not use the caches
+   --poison-cache         do not read the caches, rebuild their entries
+   --clean-cache          remove the cached modules
    --sign-key=PATH        sign modules with this key (directory, or key file with its
                           certificate) instead of your own key
    --sign-module=MODULE   sign an existing module file (writes MODULE.sgn)
    --no-sign              build modules without a signature (only root and stapdev
                           can run them)
-   -r RELEASE             target kernel release recorded in the module
-   -a ARCH                target architecture recorded in the module
-   --use-server[=SERVER]  compile (passes 1-4) on a compile server; SERVER is
-                          HOST:PORT, A.B.C.D:PORT or [IPv6]:PORT, optionally
-                          followed by #sha256:FINGERPRINT (repeatable)
-   --trust-servers[=SPEC] trust the --use-server servers: ssl, signer, revoke,
-                          all-users, no-prompt (comma separated)
-   --list-servers[=PROPS] list compile servers: specified, trusted, signer,
-                          online, compatible, all
 """
 
-_SHORT = "hVvp:e:I:D:guwWc:x:o:m:T:G:s:l:L:kbr:a:"
+_SHORT = "hVvtp:e:E:I:D:guwWc:x:o:m:T:G:s:l:L:kbr:a:qPiFS:d:B:R:"
 _LONG = [
     "help",
     "version",
@@ -86,8 +168,11 @@ _LONG = [
     "dump-probe-aliases",
     "dump-functions",
     "disable-cache",
+    "poison-cache",
     "suppress-time-limits",
+    "suppress-handler-errors",
     "skip-badvars",
+    "check-version",
     "vp=",
     "clean-cache",
     "sign-key=",
@@ -95,11 +180,69 @@ _LONG = [
     "no-sign",
     "client-options",
     "use-server=",
+    "use-server-on-error=",
     "trust-servers=",
     "list-servers=",
+    "runtime=",
+    "bpf",
+    "dyninst",
+    "prologue-searching=",
+    "ldd",
+    "all-modules",
+    "save-uprobes",
+    "tmpdir=",
+    "modinfo=",
+    "download-debuginfo=",
+    "interactive",
+    "monitor=",
+    "remote=",
+    "remote-prefix",
+    "sysroot=",
+    "sysenv=",
+    "target-namespace=",
+    "rlimit-as=",
+    "rlimit-cpu=",
+    "rlimit-nproc=",
+    "rlimit-stack=",
+    "rlimit-fsize=",
 ]
-# Long options whose value is optional (getopt has no such kind; see _optional_values).
-_OPTIONAL_VALUE = ("use-server", "trust-servers", "list-servers")
+# Long options whose value is optional (getopt has no such kind; see _optional_values), with
+# what the bare option means: "" where the bare option means "the default set" (servers).
+_OPTIONAL_VALUE = {
+    "use-server": "",
+    "trust-servers": "",
+    "list-servers": "",
+    "prologue-searching": "always",
+    "use-server-on-error": "yes",
+    "download-debuginfo": "yes",
+    "monitor": "1",
+}
+
+# SystemTap options pystap refuses, and why (``ERROR: OPT is not supported by pystap: WHY``).
+# Each still has its row in pystap.policy.options (a compile server's client meets that table).
+UNSUPPORTED = {
+    "-B": "there is no kbuild step (modules hold generated Python, not C to compile)",
+    "-R": "the runtime is part of pystap itself, not a directory of sources",
+    "--sysroot": "probe targets and symbols are read from this host's own file system",
+    "--sysenv": "probe targets and symbols are read from this host's own file system",
+    "--remote": "pass 5 runs on this host; build with -p4 and run the module with pystaprun there",
+    "--remote-prefix": "pass 5 runs on this host; build with -p4 and run the module with pystaprun there",
+    "--target-namespace": "probes see this host's processes; run pystap inside the target's namespaces",
+    "--monitor": "there is no monitor mode; print what you need from the script",
+    "-i": "give the script with -e, as a file or on standard input",
+    "--interactive": "give the script with -e, as a file or on standard input",
+    "--use-server-on-error": "a failed build is not retried; give --use-server to compile on a server",
+    "-F": "pass 5 does not detach; run it in the background with -o FILE",
+    "-S": "output files are not rotated by size; switch_file() starts the next one",
+}
+# refused only when pass 5 would run: they are options of the run, meaningless before it
+_PASS5_ONLY = frozenset({"-F", "-S"})
+RLIMITS = ("as", "cpu", "nproc", "stack", "fsize")
+MSG_BPF = ("ERROR: --runtime=bpf is not supported by pystap beyond pass 1: it has one runtime (kernel); "
+           "-p1 parses with runtime \"bpf\" for %( runtime == ... %) conditionals")
+MSG_DYNINST = "ERROR: --runtime=dyninst unavailable; this build lacks DYNINST feature"
+MSG_DEBUGINFO = ("WARNING: pystap does not download debuginfo (it reads symbols from the binaries "
+                 "themselves). Continuing without downloading debuginfo.")
 
 
 def _takes_value(name: str) -> bool:
@@ -119,13 +262,14 @@ def _long_name(text: str) -> str | None:
 
 
 def _optional_values(argv: list[str]) -> list[str]:
-    """Give a bare ``--use-server``, ``--trust-servers`` or ``--list-servers`` an empty value.
+    """Give a bare optional-value option (``--use-server``, ``--prologue-searching`` ...) its value.
 
     getopt knows only options that always or never take a value, while these
-    three take one optionally (``--use-server`` alone means the known
-    servers).  Only option positions are rewritten, found as getopt finds
-    them: the scan stops at ``--`` or the first operand and steps over the
-    values of options that take one, so a script text is never changed.
+    take one optionally (``--use-server`` alone means the known servers,
+    ``--prologue-searching`` alone means ``always``).  Only option positions
+    are rewritten, found as getopt finds them: the scan stops at ``--`` or the
+    first operand and steps over the values of options that take one, so a
+    script text is never changed.
     """
     out = list(argv)
     i = 0
@@ -137,7 +281,7 @@ def _optional_values(argv: list[str]) -> list[str]:
             text, has_value, _ = arg[2:].partition("=")
             name = _long_name(text)
             if name in _OPTIONAL_VALUE and not has_value:
-                out[i] = f"--{name}="
+                out[i] = f"--{name}={_OPTIONAL_VALUE[name]}"
             elif name is not None and not has_value and name + "=" in _LONG:
                 i += 1  # its value is the next element
         else:
@@ -151,7 +295,11 @@ def _optional_values(argv: list[str]) -> list[str]:
 
 
 class UsageError(Exception):
-    pass
+    """A command line stap answers with the message and "Try '--help' ..."."""
+
+
+class OptionError(Exception):
+    """An option value stap refuses with the message alone (exit status 1)."""
 
 
 class ScriptMissing(Exception):
@@ -169,8 +317,10 @@ class CliOptions:
         self.raw: list[tuple[str, str | None]] = []
         self.last_pass = 5
         self.verbose = 0
+        self.perpass = [0, 0, 0, 0, 0]  # verbosity of passes 1-5: -v adds 1 to each, --vp digits
         self.script: str | None = None  # -e text
         self.script_file: str | None = None
+        self.extra_scripts: list[str] = []  # -E texts, parsed as <input1>, <input2> ...
         self.args: list[str] = []
         self.include: list[str] = []
         self.defines: list[str] = []
@@ -192,6 +342,7 @@ class CliOptions:
         self.timeout: float | None = None
         self.set_globals: list[str] = []
         self.disable_cache = False
+        self.poison_cache = False  # --poison-cache: never read the caches, rewrite their entries
         self.sign_key: str | None = None  # --sign-key
         self.sign_module: str | None = None  # --sign-module
         self.no_sign = False
@@ -203,10 +354,83 @@ class CliOptions:
         self.use_server: list[str] = []  # --use-server values ("" = the known servers)
         self.trust_servers: str | None = None
         self.list_servers: str | None = None
+        self.timing = False  # -t
+        self.suppress_handler_errors = False
+        self.check_version = False
+        self.runtime = "kernel"  # --runtime / --bpf (bpf only for pass 1)
+        self.unwind_objects: list[str] = []  # -d OBJECT (symbol data: checked, not used)
+        self.modinfo: list[str] = []  # --modinfo NAME=VALUE
+        self.keep_tmpdir = False  # -k
+        self.tmpdir: str | None = None  # --tmpdir=NAME
+        self.tmpdir_path: str | None = None  # the temporary directory in use (-k / --tmpdir)
+        self.download_debuginfo: str | None = None
+        self.rlimits: dict[str, int] = {}  # --rlimit-*: resource name -> limit
+        self.unsupported: list[str] = []  # SystemTap options pystap refuses, as spelled
         self.help = False
         self.version = False
         for k, v in kw.items():
             setattr(self, k, v)
+
+
+def _vp(o: CliOptions, value: str) -> None:
+    """``--vp NNNNN``: add each digit to the verbosity of its pass (stap's rule and message)."""
+    if not 1 <= len(value) <= 5 or not all("0" <= c <= "9" for c in value):
+        raise OptionError("Invalid --vp argument: it takes 1 to 5 digits.")
+    for i, c in enumerate(value):
+        o.perpass[i] += ord(c) - ord("0")
+
+
+def _c_unsigned(text: str) -> int | None:
+    """``strtoul(text, &end, 0)`` with nothing left over, as stap reads --rlimit values
+    (a negative value wraps around: it means "unlimited", returned as -1)."""
+    import re
+
+    m = re.fullmatch(r"\s*([+-]?)(0[xX][0-9a-fA-F]+|0[0-7]*|[1-9][0-9]*)", text)
+    if m is None:
+        return None
+    digits = m.group(2)
+    value = int(digits, 16) if digits[:2] in ("0x", "0X") else int(digits, 8 if digits[0] == "0" else 10)
+    return -1 if m.group(1) == "-" and value else value
+
+
+def _rlimit(o: CliOptions, name: str, value: str) -> None:
+    limit = _c_unsigned(value)
+    if limit is None:
+        raise OptionError(f"Unable to convert rlimit-as resource limit '{value}'." if name == "as"
+                          else f"Unable to convert resource limit '{value}' for rlimit-{name}")
+    o.rlimits[name] = limit
+
+
+def _positive(value: str) -> bool:
+    return value.isdigit() and int(value) > 0
+
+
+def _check_value(o: CliOptions, name: str, value: str) -> None:
+    """The option values stap checks while reading its command line (its messages)."""
+    if name == "-s" and not (value.isdigit() and 1 <= int(value) <= 4095):
+        raise OptionError("Invalid buffer size (should be 1-4095).")
+    if name == "--prologue-searching" and value not in ("always", "never", "auto"):
+        raise OptionError(f"Invalid argument '{value}' for --prologue-searching.")
+    if name == "--use-server-on-error" and value not in ("yes", "no"):
+        raise OptionError(f"Invalid argument '{value}' for --use-server-on-error.")
+    if name == "--monitor" and not _positive(value):
+        raise OptionError("Invalid monitor interval.")
+    if name == "--target-namespace" and not _positive(value):
+        raise OptionError("Invalid process ID number for target namespaces.")
+    if name == "--download-debuginfo" and value not in ("yes", "no", "ask") and not value.isdigit():
+        raise OptionError(f"ERROR: {value} is not a valid value. Use 'yes', 'no', 'ask' or a timeout value.")
+    if name == "--sysroot" and not os.path.isdir(value):
+        raise OptionError(f"ERROR: {value} is an invalid directory for --sysroot")
+    if name == "--sysenv" and not any(n == "--sysroot" for n, _ in o.raw[:-1]):
+        raise OptionError("ERROR: --sysenv must follow --sysroot")
+
+
+def _runtime(o: CliOptions, value: str) -> None:
+    if value == "dyninst":
+        raise OptionError(MSG_DYNINST)
+    if value not in ("kernel", "bpf"):
+        raise OptionError(f"ERROR: {value} is an invalid argument for --runtime")
+    o.runtime = value
 
 
 def parse_args(argv: Sequence[str]) -> CliOptions:
@@ -217,12 +441,21 @@ def parse_args(argv: Sequence[str]) -> CliOptions:
     o = CliOptions()
     for name, value in pairs:
         o.raw.append((name, value if _takes_value(name) else None))
-        if name in ("-h", "--help"):
+        if value is not None and _takes_value(name):
+            _check_value(o, name, value)
+        if name in UNSUPPORTED:
+            if name == "--use-server-on-error" and value == "no":
+                continue  # the default: nothing to refuse
+            o.unsupported.append(name)
+        elif name in ("-h", "--help"):
             o.help = True
         elif name in ("-V", "--version"):
             o.version = True
         elif name == "-v":
             o.verbose += 1
+            o.perpass = [n + 1 for n in o.perpass]
+        elif name == "--vp":
+            _vp(o, value)
         elif name == "-p":
             if value not in ("1", "2", "3", "4", "5"):
                 raise UsageError(f"Invalid pass number '{value}' (should be 1-5).")
@@ -231,6 +464,8 @@ def parse_args(argv: Sequence[str]) -> CliOptions:
             if o.script is not None:
                 raise UsageError("Only one script can be given on the command line.")
             o.script = value
+        elif name == "-E":
+            o.extra_scripts.append(value)
         elif name == "-I":
             o.include.append(value)
         elif name == "-D":
@@ -243,6 +478,12 @@ def parse_args(argv: Sequence[str]) -> CliOptions:
             o.no_warnings = True
         elif name == "-W":
             o.warnings_as_errors = True
+        elif name == "-t":
+            o.timing = True
+        elif name == "--suppress-handler-errors":
+            o.suppress_handler_errors = True
+        elif name == "--check-version":
+            o.check_version = True
         elif name == "-c":
             o.target_cmd = value
         elif name == "-x":
@@ -273,6 +514,8 @@ def parse_args(argv: Sequence[str]) -> CliOptions:
             o.dump = name[2:]
         elif name == "--disable-cache":
             o.disable_cache = True
+        elif name == "--poison-cache":
+            o.poison_cache = True
         elif name == "--sign-key":
             o.sign_key = value
         elif name == "--sign-module":
@@ -293,12 +536,34 @@ def parse_args(argv: Sequence[str]) -> CliOptions:
             o.trust_servers = value
         elif name == "--list-servers":
             o.list_servers = value
+        elif name == "--runtime":
+            _runtime(o, value)
+        elif name == "--bpf":
+            o.runtime = "bpf"
+        elif name == "--dyninst":
+            raise OptionError(MSG_DYNINST)
+        elif name == "-d":
+            o.unwind_objects.append(value)
+        elif name == "--modinfo":
+            o.modinfo.append(value)
+        elif name == "-k":
+            o.keep_tmpdir = True
+        elif name == "--tmpdir":
+            o.tmpdir = value
+        elif name == "--download-debuginfo":
+            o.download_debuginfo = value
+        elif name.startswith("--rlimit-"):
+            _rlimit(o, name.removeprefix("--rlimit-"), value)
+        # accepted without effect here (docs/cli.md says why): -b -s -q -P --prologue-searching
+        # --ldd --all-modules --save-uprobes --skip-badvars --suppress-time-limits
     if o.sign_key is not None and o.no_sign:
         raise UsageError("You can't specify --sign-key and --no-sign together.")
     if o.sign_module is not None and o.no_sign:
         raise UsageError("You can't specify --sign-module and --no-sign together.")
     if o.sign_module is not None and (o.script is not None or rest):
         raise UsageError("--sign-module signs an existing module; no script may be given with it.")
+    if (o.list_probes is not None or o.dump is not None) and (o.script is not None or o.extra_scripts):
+        raise UsageError("Cannot specify a script with -l/-L/--dump-* switches.")
     # --trust-servers and --list-servers may be the whole command (SystemTap's too)
     managing = (o.trust_servers is not None or o.list_servers is not None) and not rest
     if o.list_probes is None and o.dump is None and o.sign_module is None and not o.help and not o.version:
@@ -311,6 +576,64 @@ def parse_args(argv: Sequence[str]) -> CliOptions:
     else:
         o.args = list(rest)
     return o
+
+
+def refusal(o: CliOptions) -> str | None:
+    """Why pystap cannot do what this command line asks (an option it refuses), or ``None``.
+
+    The first refused option is named, as stap names the first bad option.
+    """
+    for name in o.unsupported:
+        if name in _PASS5_ONLY and o.last_pass < 5:
+            continue
+        if name == "-S":
+            from pystap.policy.options import PAT_S  # only here: a warm -p2 imports no policy
+
+            value = next((v for n, v in o.raw if n == "-S"), "") or ""
+            if not PAT_S.matches(value):
+                return PAT_S.error(value)
+        return f"ERROR: {name} is not supported by pystap: {UNSUPPORTED[name]}"
+    if o.runtime == "bpf" and (o.last_pass >= 2 or o.list_probes is not None or o.dump is not None):
+        return MSG_BPF
+    return None
+
+
+def apply_rlimits(o: CliOptions, err: TextIO) -> None:
+    """``--rlimit-*``: set soft and hard limit of this process, as stap does (a failure is
+    reported and the run goes on)."""
+    if not o.rlimits:
+        return
+    import errno
+    import resource
+
+    for name, limit in o.rlimits.items():
+        res = getattr(resource, f"RLIMIT_{name.upper()}")
+        value = resource.RLIM_INFINITY if limit < 0 else limit
+        try:
+            resource.setrlimit(res, (value, value))
+        except OSError as exc:
+            err.write(f"Unable to set resource limits for rlimit-{name} : {exc.strerror}\n")
+        except ValueError as exc:  # Python's words for EPERM / EINVAL; stap prints strerror()
+            code = errno.EPERM if "not allowed" in str(exc) else errno.EINVAL
+            err.write(f"Unable to set resource limits for rlimit-{name} : {os.strerror(code)}\n")
+
+
+def make_tmpdir(o: CliOptions) -> str | None:
+    """The temporary directory of this run: ``--tmpdir`` as given (it must exist), else with
+    ``-k`` a new ``stapXXXXXX`` under ``TMPDIR``; ``None`` when temporaries are not kept
+    (pystap writes none then)."""
+    if o.tmpdir is not None:
+        if not os.path.isdir(o.tmpdir):
+            raise OptionError(f"ERROR: {o.tmpdir} is an invalid directory for --tmpdir")
+        return o.tmpdir
+    if o.keep_tmpdir:
+        import tempfile
+
+        try:  # TMPDIR read now, as stap reads it (tempfile remembers the first one it saw)
+            return tempfile.mkdtemp(prefix="stap", dir=os.environ.get("TMPDIR") or None)
+        except OSError as exc:
+            raise OptionError(f"ERROR: cannot create a temporary directory: {exc.strerror}") from None
+    return None
 
 
 # -- diagnostics ----------------------------------------------------------------------------
@@ -402,11 +725,18 @@ class PassTimer:
 
 
 class Pass1Result:
-    def __init__(self, user: Any, library: list[Any], sources: dict[str, str], library_count: int) -> None:
+    def __init__(self, user: Any, library: list[Any], sources: dict[str, str], library_count: int,
+                 extras: list[Any] | None = None, ctx: Any = None) -> None:
         self.user = user  # StapFile, or None for listings
         self.library = library  # StapFile (tapset) the script can reach
         self.sources = sources
         self.library_count = library_count
+        self.extras = extras or []  # the -E scripts (<input1> ...), user files like the main one
+        self.ctx = ctx  # the ParseContext the files were parsed with
+
+    @property
+    def user_files(self) -> list[Any]:
+        return ([self.user] if self.user is not None else []) + self.extras
 
 
 def _parse_context(o: CliOptions) -> Any:
@@ -414,13 +744,15 @@ def _parse_context(o: CliOptions) -> Any:
     from pystap.privilege import name as level_name
 
     return ParseContext(
-        compatible=o.compatible, privilege=level_name(o.privilege), guru=o.guru, args=list(o.args)
+        compatible=o.compatible, privilege=level_name(o.privilege), guru=o.guru, args=list(o.args),
+        runtime=o.runtime,
     )
 
 
 def _read_script(o: CliOptions, stdin: TextIO) -> tuple[str, str]:
     if o.script is not None:
-        return o.script, "<input>"
+        # the bytes of the argument, as a script file's are read: "é" is two characters, as in stap
+        return os.fsencode(o.script).decode("latin-1"), "<input>"
     path = o.script_file or "-"
     if path == "-":
         data = stdin.buffer.read() if hasattr(stdin, "buffer") else stdin.read().encode("latin-1", "replace")
@@ -458,11 +790,21 @@ def run_pass1(o: CliOptions, stdin: TextIO, rep: Reporter, need_library: bool = 
     text, name = _read_script(o, stdin) if has_script else ("", "<input>")
     rep.sources[name] = text
     user = parse_file(text, name, ctx, privileged=o.guru) if has_script else None
+    # -E: more user files, named as stap names them (<input1>, <input2> ...)
+    extras = []
+    for i, extra_arg in enumerate(o.extra_scripts if has_script else [], 1):
+        extra = os.fsencode(extra_arg).decode("latin-1")  # bytes, as -e and script files
+        rep.sources[f"<input{i}>"] = extra
+        extras.append(parse_file(extra, f"<input{i}>", ctx, privileged=o.guru))
     library: list[Any] = []
     if need_library:
-        words = loader.script_words(text) if user is not None else None
+        words = None
+        if user is not None:
+            words = loader.script_words(text)
+            for extra in o.extra_scripts:
+                words |= loader.script_words(extra)
         library = _library(o, ctx, candidates, words, rep)
-    return Pass1Result(user, library, rep.sources, len(candidates))
+    return Pass1Result(user, library, rep.sources, len(candidates), extras, ctx)
 
 
 def _library(
@@ -472,7 +814,7 @@ def _library(
     from pystap.tapset import loader
 
     stp = [f for f in candidates if not f.macros]
-    index = {} if o.disable_cache else loader.load_index()
+    index = {} if o.disable_cache or o.poison_cache else loader.load_index()  # poisoned: rebuilt
     chosen = stp if words is None else loader.needed_files(index, words, stp)
     out = []
     dirty = False
@@ -509,11 +851,40 @@ def elab_options(o: CliOptions) -> Any:
 def run_pass2(o: CliOptions, p1: Pass1Result, rep: Reporter) -> Any:
     from pystap.lang.elaborate import elaborate
 
-    files = ([p1.user] if p1.user is not None else []) + p1.library
+    files = p1.user_files + p1.library
     script = elaborate(files, elab_options(o))
+    suppressed = check_version(o, p1, script, rep)
     for w in script.warnings:
         rep.warning(w)
+    if suppressed:
+        rep.err.write(f"Number of similar warning messages suppressed: {suppressed}.\n"
+                      "Rerun with -v to see them.\n")
     return script
+
+
+def check_version(o: CliOptions, p1: Pass1Result, script: Any, rep: Reporter) -> int:
+    """``--check-version``: print SystemTap's version-dependence warnings (see
+    :mod:`pystap.lang.versioncheck`); each text once unless ``-v``.  Returns how many repeats
+    were held back; with ``-W`` they are errors and pass 2 fails."""
+    if not o.check_version or o.no_warnings:
+        return 0
+    from pystap.lang.diagnostics import SemanticError
+    from pystap.lang.elaborate import ElaborationError
+    from pystap.lang.versioncheck import version_warnings
+
+    warnings = version_warnings(script, p1.sources, p1.ctx)
+    if o.warnings_as_errors and warnings:
+        errors = [SemanticError(f"{w.message} (warning treated as error)", w.tok) for w in warnings]
+        raise ElaborationError(errors, [])
+    seen: set[str] = set()  # stap's duplicate check is on the message alone, not the place
+    suppressed = 0
+    for w in warnings:
+        if w.message in seen and not o.perpass[1]:
+            suppressed += 1
+            continue
+        seen.add(w.message)
+        rep.warning(w)
+    return suppressed
 
 
 # -- passes 3-5: the dispatch point ---------------------------------------------------------------
@@ -523,6 +894,10 @@ def run_later_passes(o: CliOptions, script: Any, out: TextIO, err: TextIO) -> in
     """Passes 3 (translate), 4 (package) and 5 (run): see :mod:`pystap.translate.driver`."""
     from pystap.translate.driver import run_later_passes as later
 
+    if o.perpass[2]:
+        for name in o.unwind_objects:  # -d: symbol data pystap never uses; stap checks the file
+            if "/" in name and not os.path.exists(name):
+                err.write(f"WARNING: missing unwind/symbol data for module '{os.path.abspath(name)}'\n")
     return later(o, script, out, err)
 
 
@@ -666,6 +1041,9 @@ def main(
     except UsageError as e:
         err.write(f"{e}\nTry '--help' for more information.\n")
         return 1
+    except OptionError as e:
+        err.write(f"{e}\n")
+        return 1
     except ScriptMissing as e:
         err.write(f"{e}\nPass 1: parse failed.  [man error::pass1]\n")
         return 1
@@ -694,8 +1072,12 @@ def _cache_key(argv: list[str], o: CliOptions) -> str | None:
     """The -p2 result-cache key, when this run may use the cache at all."""
     if _remote(o) or o.client_options:
         return None
-    if o.last_pass != 2 or o.verbose or o.disable_cache or o.list_probes is not None or o.dump is not None:
+    if o.last_pass != 2 or any(o.perpass) or o.disable_cache:
         return None
+    if o.list_probes is not None or o.dump is not None:
+        return None
+    if o.tmpdir_path is not None or o.rlimits or o.download_debuginfo not in (None, "no"):
+        return None  # what these print or change happens outside the replayed output
     if o.script is None and (o.script_file is None or o.script_file == "-"):
         return None
     from pystap.lang import elabcache
@@ -782,10 +1164,26 @@ def sign_existing_module(o: CliOptions, out: TextIO, err: TextIO) -> int:
 
 def _main(argv: list[str], stdin: TextIO, out: TextIO, err: TextIO) -> int:
     o = parse_args(argv)
-    rc = _run(o, argv, stdin, out, err)
-    if rc != 0 and o.auto_messages:  # why this run was checked at a lower level (see select_privilege)
-        err.write("".join(m + "\n" for m in o.auto_messages))
+    try:
+        rc = _run(o, argv, stdin, out, err)
+        if rc != 0 and o.auto_messages:  # why this run was checked at a lower level (see select_privilege)
+            err.write("".join(m + "\n" for m in o.auto_messages))
+    finally:  # stap says so at its clean-up, whatever happened
+        if o.keep_tmpdir and o.tmpdir is None and o.tmpdir_path is not None:
+            err.write(f'Keeping temporary directory "{o.tmpdir_path}"\n')
     return rc
+
+
+def _prepare(o: CliOptions, err: TextIO) -> None:
+    """What stap does with its own process before pass 1: refuse what pystap cannot do,
+    set resource limits, make the temporary directory, say that debuginfo is not fetched."""
+    message = refusal(o)
+    if message is not None:
+        raise OptionError(message)
+    apply_rlimits(o, err)
+    o.tmpdir_path = make_tmpdir(o)
+    if o.download_debuginfo not in (None, "no"):
+        err.write(MSG_DEBUGINFO + "\n")
 
 
 def _run(o: CliOptions, argv: list[str], stdin: TextIO, out: TextIO, err: TextIO) -> int:
@@ -795,11 +1193,13 @@ def _run(o: CliOptions, argv: list[str], stdin: TextIO, out: TextIO, err: TextIO
     if o.version:
         out.write(f"pystap translator (version {VERSION}, SystemTap {STAP_COMPAT} language)\n")
         return 0
+    if not o.client_options:  # a server's translator: its client's options meet the table first
+        _prepare(o, err)
     key = _cache_key(argv, o)
     if key is not None:
         from pystap.lang import elabcache
 
-        hit = elabcache.lookup(key)
+        hit = None if o.poison_cache else elabcache.lookup(key)
         if hit is not None:
             out.write(hit[0])
             err.write(hit[1])
@@ -828,6 +1228,8 @@ def _run(o: CliOptions, argv: list[str], stdin: TextIO, out: TextIO, err: TextIO
         for p in problems:
             err.write(p + "\n")
         return 1
+    if o.client_options:
+        _prepare(o, err)
     if o.sign_module is not None:
         return sign_existing_module(o, out, err)
     rep = Reporter(err, {})
@@ -838,7 +1240,7 @@ def _run(o: CliOptions, argv: list[str], stdin: TextIO, out: TextIO, err: TextIO
 
     from pystap.lang.diagnostics import StapError
 
-    if o.last_pass >= 3:
+    if o.last_pass >= 3 and not o.poison_cache:
         from pystap.translate.driver import try_cached
 
         cached = try_cached(o, out, err)
@@ -854,24 +1256,24 @@ def _run(o: CliOptions, argv: list[str], stdin: TextIO, out: TextIO, err: TextIO
     if not report_pass1_warnings(o, p1, rep):
         err.write("Pass 1: parse failed.  [man error::pass1]\n")
         return 1
-    if o.verbose:
+    if o.perpass[0]:
         err.write(f"Pass 1: parsed user script and {p1.library_count} library scripts {timer.summary()}\n")
     if o.last_pass == 1:
         from pystap.lang.printer import print_parse_tree
 
-        out.write(print_parse_tree([p1.user]))
+        out.write(print_parse_tree(p1.user_files))
         return 0
     timer = PassTimer()
     try:
         script = run_pass2(o, p1, rep)
     except StapError as e:
         return _pass2_failed(o, e, rep, err)
-    if o.verbose:
+    if o.perpass[1]:
         err.write(f"Pass 2: analyzed script: {_counts(script)} {timer.summary()}\n")
     if o.last_pass == 2:
         from pystap.lang.dump import dump
 
-        text = dump(script, verbose=o.verbose > 0)
+        text = dump(script, verbose=o.perpass[1] > 0)
         out.write(text)
         if key is not None and isinstance(err, _Tee):
             from pystap.lang import elabcache

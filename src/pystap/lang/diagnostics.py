@@ -141,6 +141,8 @@ def format_error(err: StapError, sources: Mapping[str, str] | None = None) -> st
             out.append(f"        in expansion of: {chain_tok.describe()}")
             chain_tok = chain_tok.chain
     for sub in err.chain:
+        # stap ends every message of a chain with a blank line, not just the last one
+        out.append("")
         out.append(format_error(sub, sources))
     return "\n".join(out)
 

@@ -89,6 +89,7 @@ _PURE_NATIVE = frozenset({
     "execname", "pexecname", "cpu", "pp", "ppfunc", "pn", "pnlabel", "probe_type", "target", "is_return",
     "gettimeofday_s", "gettimeofday_ms", "gettimeofday_us", "gettimeofday_ns", "get_cycles", "jiffies", "HZ",
     "local_clock_s", "local_clock_ms", "local_clock_us", "local_clock_ns", "ktime_get_ns",
+    "big_endian2", "big_endian4", "big_endian8", "little_endian2", "little_endian4", "little_endian8",
 })
 
 
@@ -200,6 +201,8 @@ class Optimizer:
     def __init__(self, warnings: list[Warning_]) -> None:
         self.warnings = warnings
         self.changed = False
+        # stap warns only in the first round of its relaxation loop (suppress_warnings after)
+        self.quiet = False
         # script function -> "calling it changes nothing" (rounds only remove effects,
         # so an answer never goes stale in the unsafe direction)
         self._pure: dict[int, bool] = {}
@@ -269,13 +272,22 @@ class Optimizer:
         return [e]
 
     def warn(self, message: str, tok: Token | None) -> None:
-        self.warnings.append(Warning_(message, tok))
+        if not self.quiet:
+            self.warnings.append(Warning_(message, tok))
 
     def body(
         self, block: ast.Block, locals_: list[ast.LocalVar], params: list[ast.Param] | None = None
     ) -> None:
+        self.elide_unread(block, locals_)
+        self.reduce(block)
+
+    def elide_unread(self, block: ast.Block, locals_: list[ast.LocalVar]) -> None:
+        """Assignments to locals nobody reads go (stap's semantic_pass_opt2)."""
         reads = _local_reads(block)
         self._elide_writes(block, {id(v) for v in locals_ if reads.get(id(v), 0) == 0}, locals_)
+
+    def reduce(self, block: ast.Block) -> None:
+        """Constant folding, void statements and dead code (stap's later passes)."""
         self._fold(block)
 
     def _fold_identity(self, e: ast.Expr) -> ast.Expr:
@@ -370,13 +382,8 @@ class Optimizer:
                 # drops it -- even ``while (24);``, which would never end
                 self.changed = True
                 return ast.NullStatement(tok=n.tok)
-            if isinstance(n, ast.For):
-                for name in ("init", "incr"):
-                    e = getattr(n, name)
-                    if e is not None and not self.effects(e):
-                        self.warn("Eliding side-effect-free expression ", e.tok)
-                        setattr(n, name, None)
-                        self.changed = True
+            # a for loop's init and incr clauses stay, even side-effect free: stap's
+            # void_statement_reducer never visits them ("s->init/cond/incr are never void")
             if isinstance(n, ast.TryCatch):
                 # PR30570: nothing can throw from an empty try block, so the whole
                 # statement goes (catch variable included); an empty catch block

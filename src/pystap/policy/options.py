@@ -149,7 +149,8 @@ OPTIONS: tuple[OptionPolicy, ...] = (
     _opt("-w", _ALL, A, "suppress warnings"),
     _opt("-W", _ALL, A, "warnings become errors"),
     _opt("-t", _ALL, A, "probe timing statistics"),
-    _opt("-P --prologue-searching", _ALL, A, "function-probe placement"),
+    _opt("-P", _ALL, A, "function-probe placement (same as --prologue-searching=always)"),
+    _opt("--prologue-searching", _ALL, A, "function-probe placement", value="[WHEN]"),
     _opt("--skip-badvars", _ALL, A, "unresolvable $vars read as zero"),
     _opt("--compatible", _ALL, A, "language version gate", value="VERSION"),
     _opt("--check-version", _ALL, A, "version-dependence warnings"),
@@ -162,6 +163,10 @@ OPTIONS: tuple[OptionPolicy, ...] = (
     _opt("-L", _ALL, A, "list probe points and variables", value="PROBE"),
     _opt("--privilege", _ALL, A, "sets the level; may be given only once", value="LEVEL"),
     _opt("--unprivileged", _ALL, A, "same as --privilege=stapusr"),
+    _opt("--runtime", _ALL, IS_INV, "only the kernel runtime runs (bpf shapes pass 1 only): selects no code",
+         value="MODE"),
+    _opt("--bpf", _ALL, IS_INV, "same as --runtime=bpf"),
+    _opt("--dyninst", _ALL, IS_INV, "same as --runtime=dyninst (always refused)"),
     # -- where output goes and how the session runs: affects only the user's own session
     _opt("-o", _ALL, A, "output file (opened by the user's own process)", value="FILE"),
     _opt("-b", _ALL, A, "bulk output mode"),
@@ -187,6 +192,8 @@ OPTIONS: tuple[OptionPolicy, ...] = (
     # -- compile servers: where compilation happens, not what is compiled
     _opt("--use-server", _ALL, IS_INV, "compile on a server", value="[SERVER]"),
     _opt("--use-server-on-error", _ALL, IS_INV, "retry on a server", value="[yes|no]"),
+    _opt("--download-debuginfo", _ALL, IS_INV, "debuginfo downloads (the user's own cache)",
+         value="[OPTION]"),
     _opt("--list-servers", _ALL, IS_INV, "list compile servers", value="[PROPS]"),
     _opt("--trust-servers", _ALL, IS_INV, "trust management (system-wide trust needs root)", value="[SPEC]"),
     # -- target selection: release names only below stapdev (a path would choose the inputs)
@@ -206,8 +213,8 @@ OPTIONS: tuple[OptionPolicy, ...] = (
          pattern=PAT_MODINFO),
     _opt("--sysroot", _DEV_ONLY, INV, "where target files and debuginfo are read from", value="DIR"),
     _opt("--sysenv", _DEV_ONLY, INV, "environment of the target system", value="VAR=VAL"),
-    _opt("--runtime", _DEV_ONLY, IS_INV, "alternative runtimes are not classified for unprivileged use",
-         value="MODE"),
+    _opt("--target-namespace", _DEV_ONLY, IS_INV, "probes would follow processes of other namespaces",
+         value="PID"),
     _opt("-q", _ALL, INV, "tapset coverage report"),
     _opt("--debug", _ALL, INV, "translator debugging output", value="[WHAT]"),
     _opt("-i --interactive", _ALL, INV, "interactive mode"),
@@ -215,6 +222,14 @@ OPTIONS: tuple[OptionPolicy, ...] = (
     _opt("--all-modules", _DEV_ONLY, IS_INV, "adds symbol data of every kernel module"),
     _opt("--remote", _DEV_ONLY, IS_INV, "runs pass 5 elsewhere", value="HOST"),
     _opt("--remote-prefix", _DEV_ONLY, IS_INV, "prefixes remote output"),
+    # -- the translator's own process and the user's session: nothing reaches the generated code
+    _opt("--save-uprobes", _ALL, IS_INV, "would write uprobes.ko into the working directory"),
+    _opt("--monitor", _ALL, IS_INV, "monitor mode of the user's own session", value="[INTERVAL]"),
+    _opt("--rlimit-as", _ALL, IS_INV, "limits the translator's own process", value="NUM"),
+    _opt("--rlimit-cpu", _ALL, IS_INV, "limits the translator's own process", value="NUM"),
+    _opt("--rlimit-nproc", _ALL, IS_INV, "limits the translator's own process", value="NUM"),
+    _opt("--rlimit-stack", _ALL, IS_INV, "limits the translator's own process", value="NUM"),
+    _opt("--rlimit-fsize", _ALL, IS_INV, "limits the translator's own process", value="NUM"),
 )
 
 _BY_NAME: dict[str, OptionPolicy] = {n: row for row in OPTIONS for n in row.names}

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 from pystap import privilege
 from pystap.modfile import Module
-from pystap.runtime.errors import ModuleLoadError
+from pystap.runtime.errors import ModuleInitError, ModuleLoadError
 from pystap.runtime.options import EventSource, RunOptions
 from pystap.runtime.prelude import TAPSET_FUNCTIONS as FUNCTIONS
 from pystap.runtime.session import Session
@@ -58,6 +58,9 @@ def run_module(module: Module, *, credentials: int, options: RunOptions,
         return 1
     try:
         session.load()
+    except ModuleInitError as exc:
+        session.stderr_line(f"ERROR: {exc.message}")
+        return 1
     except ModuleLoadError as exc:
         session.stderr_line(f"ERROR: cannot run module {module.name}: {exc}")
         return 1

@@ -57,3 +57,13 @@ class NextProbe(Exception):
 
 class ModuleLoadError(Exception):
     """The module cannot be run (bad code, unknown runtime function ...)."""
+
+
+class ModuleInitError(ModuleLoadError):
+    """The module's own initialisation failed, as SystemTap's ``systemtap_module_init`` can
+    (a linear histogram whose buckets cannot be laid out leaves its global unallocated):
+    the message is printed as ``ERROR: <message>`` and no probe runs."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message

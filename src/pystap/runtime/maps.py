@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from pystap.runtime.errors import StapRuntimeError
-from pystap.runtime.stats import HistSpec, Stat
+from pystap.runtime.stats import HistSpec, MapStat, Stat
 
 
 class GlobalMap:
@@ -88,7 +88,7 @@ class GlobalMap:
         if s is None:
             if len(d) >= self.capacity:
                 self._make_room()
-            s = d[key] = Stat(self.hist, self.shift)
+            s = d[key] = MapStat(self.hist, self.shift)
         s.add(value)
         return value
 

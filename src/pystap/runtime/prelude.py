@@ -31,7 +31,7 @@ from pystap.runtime import (
     tapset_unavailable,
     tapset_uprobe,
 )
-from pystap.runtime.errors import AbortRequest, MaxActionError, NextProbe, StapRuntimeError
+from pystap.runtime.errors import AbortRequest, MaxActionError, ModuleInitError, NextProbe, StapRuntimeError
 from pystap.runtime.maps import GlobalMap, sorted_keys
 
 TAPSET_FUNCTIONS: dict[str, Callable[..., Any]] = {
@@ -57,10 +57,24 @@ def _nest_error() -> None:
     raise StapRuntimeError("MAXNESTING exceeded")
 
 
-def _hist_bucket(stat: stats.Stat | None, spec: stats.HistSpec, index: int) -> int:
+def _callx(fn: Callable[..., Any], where: str | None, c: Any, *args: Any) -> Any:
+    """A call to a function that may run ``next``: past the last overload that is the
+    catchable error "all functions exhausted", located at the call as stap reports it."""
+    try:
+        return fn(c, *args)
+    except NextProbe:
+        raise StapRuntimeError("all functions exhausted", where) from None
+
+
+def _hist_bucket(stat: stats.Stat | None, spec: stats.HistSpec, index: int, where: str | None = None) -> int:
+    """``@hist_*(s)[i]``; its errors are reported near the histogram operator, as stap does."""
     if stat is None or stat.count == 0:
-        raise StapRuntimeError("empty aggregate")
-    return stat.bucket(index)
+        raise StapRuntimeError("empty aggregate", where)
+    try:
+        return stat.bucket(index)
+    except StapRuntimeError as exc:
+        exc.where = where
+        raise
 
 
 def _hist_keys(stat: stats.Stat | None) -> range:
@@ -84,13 +98,22 @@ def build_namespace(session: Any) -> dict[str, Any]:
         return GlobalMap(name, arity, kind, size=size, wrap=wrap, maxmapentries=maxmap, hist=hist,
                          shift=shift)
 
-    def new_hist(kind: str, start: int = 0, stop: int = 0, interval: int = 0) -> stats.HistSpec:
+    def new_hist(kind: str, start: int = 0, stop: int = 0, interval: int = 0, owner: str | None = None
+                 ) -> stats.HistSpec:
         spec = stats.HistSpec(kind, start, stop, interval)
         if kind == "linear":
             warning = stats.linear_warning(start, stop, interval)
             if warning:
                 session.warn(warning)
+                if owner is not None:
+                    # SystemTap cannot allocate the global: module initialisation fails, no probe runs
+                    raise ModuleInitError(f"global variable '__global_{owner}' allocation failed")
         return spec
+
+    hist_width, hist_elision = limits["HIST_WIDTH"], limits["HIST_ELISION"]
+
+    def hist_render(stat: stats.Stat | None, spec: stats.HistSpec) -> str:
+        return stats.render_histogram(stat, spec, hist_width, hist_elision)
 
     safe = {name: getattr(builtins, name) for name in _SAFE_BUILTINS}
     ns: dict[str, Any] = {
@@ -101,9 +124,9 @@ def build_namespace(session: Any) -> dict[str, Any]:
         "_add": arith.add, "_sub": arith.sub, "_mul": arith.mul, "_div": arith.div, "_mod": arith.mod,
         "_shl": arith.shl, "_shr": arith.shr, "_lshr": arith.lshr, "_neg": arith.neg, "_wrap": arith.wrap,
         "_Err": StapRuntimeError, "_Next": NextProbe, "_Abort": AbortRequest, "_MaxAct": MaxActionError,
-        "_maxact": _maxact, "_nest_error": _nest_error,
+        "_maxact": _maxact, "_nest_error": _nest_error, "_callx": _callx,
         "_Map": new_map, "_Stat": stats.Stat, "_Hist": new_hist, "_agg": stats.aggregate,
-        "_hist_render": stats.render_histogram, "_hist_bucket": _hist_bucket, "_hist_keys": _hist_keys,
+        "_hist_render": hist_render, "_hist_bucket": _hist_bucket, "_hist_keys": _hist_keys,
         "_keys": sorted_keys, "_fmt": printf.compile_format, "_re": regex.compile_ere,
         "_rmatch": regex.match, "_lstr": _fmt_long,
         "_ctxvar": tapset_syscall.context_variable, "_parms": tapset_uprobe.format_parms,

@@ -26,6 +26,7 @@ from pystap.modfile import Module
 from pystap.runtime.command import HeldCommand
 from pystap.runtime.context import Context
 from pystap.runtime.errors import AbortRequest, MaxActionError, ModuleLoadError, NextProbe, StapRuntimeError
+from pystap.runtime.hitreport import ProbeTiming
 from pystap.runtime.options import EventSource, RunOptions
 from pystap.runtime.prelude import build_namespace, provided_functions
 from pystap.runtime.timers import IntervalTimer
@@ -39,8 +40,11 @@ DEFAULT_LIMITS: dict[str, int] = {
     "MAXMAPENTRIES": 2048,
     "MAXERRORS": 0,
     "MAXSKIPPED": 100,
+    "HIST_WIDTH": 50,
+    "HIST_ELISION": 2,
 }
-_LIMIT_RANGE = {"MAXSTRINGLEN": (2, 1 << 20), "MAXNESTING": (1, 100_000), "MAXMAPENTRIES": (1, 1 << 26)}
+_LIMIT_RANGE = {"MAXSTRINGLEN": (2, 1 << 20), "MAXNESTING": (1, 100_000), "MAXMAPENTRIES": (1, 1 << 26),
+                "HIST_WIDTH": (1, 1 << 16)}
 CODE_FILENAME = "<pystap module>"
 
 
@@ -111,6 +115,9 @@ class Session:
             self.limits[name] = min(max(self.limits[name], lo), hi)
         self.maxaction = self.limits.get("MAXACTION_INTERRUPTIBLE", 10 * self.limits["MAXACTION"])
         self.maxerrors = self.limits["MAXERRORS"]
+        # compiled-in switches (SystemTap puts them in the module too): -t, --suppress-handler-errors
+        self.timing = ProbeTiming.from_options(module.options)
+        self.suppress_errors = module.options.get("suppress_handler_errors") is True
         self.maxstr = self.limits["MAXSTRINGLEN"] - 1
         hz = module.options.get("hz", 250)
         self.hz = hz if isinstance(hz, int) and hz > 0 else 250
@@ -189,6 +196,8 @@ class Session:
         sys.setrecursionlimit(max(sys.getrecursionlimit(), self.limits["MAXNESTING"] * 4 + 1000))
         try:
             exec(code, self.ns)  # noqa: S102 - the module's own generated code, after its checks
+        except ModuleLoadError:
+            raise
         except Exception as exc:
             raise ModuleLoadError(f"module code failed to initialise: {exc}") from None
         declared = self.ns.get("_PRIVILEGE")
@@ -201,7 +210,12 @@ class Session:
             handler = self.ns.get(entry.handler)
             if not callable(handler) or not entry.handler.startswith("probe_"):
                 raise ModuleLoadError(f"probe {entry.id} names a missing handler '{entry.handler}'")
-            self.probes.append(RtProbe(entry.id, entry.family, entry.point, handler, entry.params, order))
+            if self.timing is not None:
+                handler = self.timing.wrap(entry.id, handler)
+            # pp() is the manifest's run-time text where it differs from the listed point
+            # (library, label, callee, PLT and .nearest probes: params["pp"], as stap's pp() shows)
+            point = entry.params.get("pp") if isinstance(entry.params.get("pp"), str) else entry.point
+            self.probes.append(RtProbe(entry.id, entry.family, point, handler, entry.params, order))
         self._apply_global_assignments()
 
     def _apply_global_assignments(self) -> None:
@@ -306,6 +320,9 @@ class Session:
         return self.locations.get(line) if line is not None else None
 
     def _runtime_error(self, exc: StapRuntimeError | MaxActionError) -> None:
+        if self.suppress_errors:  # counted, never printed, never ends the session (SystemTap's)
+            self.errors += 1
+            return
         if exc.where is None:
             exc.where = self._where(exc)
         self.stderr_line(f"ERROR: {exc.render()}")
@@ -316,7 +333,7 @@ class Session:
     def _skip(self) -> None:
         """A probe hit that could not run; too many stop the session, as MAXSKIPPED does."""
         self.skipped += 1
-        if self.skipped > self.limits["MAXSKIPPED"] and self.state != ERROR:
+        if self.skipped > self.limits["MAXSKIPPED"] and self.state != ERROR and not self.suppress_errors:
             self.stderr_line("ERROR: Skipped too many probes, check MAXSKIPPED or try again with stap -t for"
                              " more details.")
             self.errors += 1
@@ -395,13 +412,15 @@ class Session:
         if self.state == ERROR:
             for probe in self._by_kind("error"):
                 self.fire(probe)
+        if self.timing is not None:  # -t: after the end and error probes, on the script's output
+            self.outbuf.append(self.timing.report(self.probes))
         self.flush()
         self._stop_command()
         if self.skipped_ticks:
             self.warn(f"Number of skipped timer ticks: {self.skipped_ticks} (handlers ran late)")
         if self.errors or self.skipped:
             self.warn(f"Number of errors: {self.errors}, skipped probes: {self.skipped}")
-        return 1 if self.errors else 0
+        return 1 if self.errors and not self.suppress_errors else 0
 
     def _loop(self, timers: list[tuple[IntervalTimer, RtProbe]]) -> None:
         sel = selectors.DefaultSelector()

@@ -121,7 +121,8 @@ class Stat:
                 self.min = val
             if self.shift >= 0:
                 scaled = wrap(val << self.shift)
-                delta = wrap(scaled - self.avg_s)
+                # the runtime keeps Welford's delta in a C ``int``: 32 bits, wrapped
+                delta = ((scaled - self.avg_s + 0x80000000) & 0xFFFFFFFF) - 0x80000000
                 self.avg_s = wrap(self.avg_s + _cdiv(delta, self.count))
                 self._m2 = wrap(self._m2 + wrap(delta * wrap(scaled - self.avg_s)))
                 self.variance_s = -1 if self.count < 2 else _cdiv(self._m2, self.count - 1)
@@ -178,6 +179,23 @@ class Stat:
         self.__init__(self.spec, self.shift)  # type: ignore[misc]
 
 
+class MapStat(Stat):
+    """One element of a statistics array.
+
+    SystemTap aggregates an element by copying the one CPU's data into the
+    aggregate map (``_new_map_copy_stat``), so ``@variance`` is Welford's own
+    ``variance_s >> 2*shift``; only scalars (``_stp_stat_get``) re-centre it on
+    ``sum / count``.  The two differ by rounding, and scripts see the difference.
+    """
+
+    __slots__ = ()
+
+    def variance(self) -> int:
+        if self.count == 0:
+            raise StapRuntimeError("empty aggregate")
+        return self.variance_s >> (2 * max(self.shift, 0))
+
+
 def _cdiv(a: int, b: int) -> int:
     if b == 0:
         return 0
@@ -185,12 +203,16 @@ def _cdiv(a: int, b: int) -> int:
     return wrap(-q if (a < 0) != (b < 0) else q)
 
 
-def aggregate(stat: Stat | None, op: str) -> int:
-    """``@count @sum @min @max @avg @variance`` of a (possibly missing) aggregate."""
+def aggregate(stat: Stat | None, op: str, where: str | None = None) -> int:
+    """``@count @sum @min @max @avg @variance`` of a (possibly missing) aggregate.
+
+    ``where`` is the operator's location: SystemTap reports an empty aggregate
+    near the ``@min``/``@max``/... operator rather than near the statement.
+    """
     if stat is None or stat.count == 0:
         if op in ("@count", "@sum"):
             return 0
-        raise StapRuntimeError("empty aggregate")
+        raise StapRuntimeError("empty aggregate", where)
     if op == "@count":
         return stat.count
     if op == "@sum":
@@ -219,8 +241,14 @@ def _needed_space(v: int) -> int:
     return len(str(v))
 
 
-def render_histogram(stat: Stat | None, spec: HistSpec) -> str:
-    """The ASCII chart of ``print(@hist_*(s))``, as ``_stp_stat_print_histogram`` prints it."""
+def render_histogram(stat: Stat | None, spec: HistSpec, width: int = HIST_WIDTH,
+                     elision: int = HIST_ELISION) -> str:
+    """The ASCII chart of ``print(@hist_*(s))``, as ``_stp_stat_print_histogram`` prints it.
+
+    ``width`` and ``elision`` are the runtime's ``HIST_WIDTH`` and ``HIST_ELISION``
+    macros, which a script's ``-D`` may change (a negative elision shows every zero
+    bucket between the data's margins).
+    """
     if not spec.usable():
         return ""
     if stat is None or stat.count == 0 or stat.hist is None:
@@ -253,7 +281,7 @@ def render_histogram(stat: Stat | None, spec: HistSpec) -> str:
             under = 1
         if high == buckets - 1:
             over = 1
-    scale = 1 if valmax <= HIST_WIDTH else -(-valmax // HIST_WIDTH)
+    scale = 1 if valmax <= width else -(-valmax // width)
     cnt_space = _needed_space(valmax)
     if spec.kind == "linear":
         val_space = max(_needed_space(spec.start) + under,
@@ -261,11 +289,11 @@ def render_histogram(stat: Stat | None, spec: HistSpec) -> str:
     else:
         val_space = max(_needed_space(bucket_to_val(high)), _needed_space(bucket_to_val(low)))
     val_space = max(val_space, 5)
-    out = ["value".rjust(val_space) + " |" + "-" * HIST_WIDTH + " count\n"]
+    out = ["value".rjust(val_space) + " |" + "-" * width + " count\n"]
     eliding = False
-    max_elide = min(HIST_ELISION, buckets)
+    max_elide = min(elision, buckets)
     for i in range(low, high + 1):
-        if HIST_ELISION >= 0:
+        if elision >= 0:
             lo_k = max(low, i - max_elide)
             hi_k = min(high, i + max_elide)
             if all(hist[k] == 0 for k in range(lo_k, hi_k + 1)):
@@ -289,6 +317,6 @@ def render_histogram(stat: Stat | None, spec: HistSpec) -> str:
         out.append(prefix.rjust(val_space - _needed_space(val)) + f"{val} |")
         v = hist[i] // scale
         out.append("@" * v)
-        out.append(str(hist[i]).rjust(HIST_WIDTH - v + 1 + cnt_space) + "\n")
+        out.append(str(hist[i]).rjust(width - v + 1 + cnt_space) + "\n")
     out.append("\n")
     return "".join(out)

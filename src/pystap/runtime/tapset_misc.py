@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import secrets
+import sys
 import time
 from collections.abc import Callable
 from typing import Any
@@ -130,6 +131,19 @@ def discard(c: Any, sid: int) -> None:
     c.session.speculations.pop(sid, None)
 
 
+def _byte_order(size: int, order: str) -> Callable[[Any, int], int]:
+    """``big_endian2/4/8``, ``little_endian2/4/8``: the kernel's ``cpu_to_be*``/``cpu_to_le*``
+    of the low ``size`` bytes (so a swap on this host when the orders differ); 8 bytes come
+    back as the int64 of the same bits, fewer zero-extended."""
+    bits = 8 * size
+
+    def convert(c: Any, val: int) -> int:
+        v = int.from_bytes((val & ((1 << bits) - 1)).to_bytes(size, sys.byteorder), order)
+        return v - (1 << 64) if v >= 1 << 63 else v
+
+    return convert
+
+
 FUNCTIONS: dict[str, Callable[..., Any]] = {
     "exit": exit_, "abort": abort, "error": error, "warn": warn, "log": log, "system": system,
     "switch_file": switch_file, "randint": randint, "errno_str": errno_str,
@@ -141,4 +155,6 @@ FUNCTIONS: dict[str, Callable[..., Any]] = {
     "ansi_set_color3": ansi_set_color, "indent": indent, "thread_indent": thread_indent,
     "indent_depth": indent_depth, "thread_indent_depth": thread_indent_depth,
     "speculation": speculation, "speculate": speculate, "commit": commit, "discard": discard,
+    **{f"{order}_endian{size}": _byte_order(size, order)
+       for order in ("big", "little") for size in (2, 4, 8)},
 }

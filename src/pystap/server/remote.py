@@ -40,11 +40,16 @@ FORWARDED = frozenset({
     "-v", "-p", "-e", "-m", "-g", "-u", "-w", "-W", "-c", "-x", "-D", "-o", "-s", "-b", "-l", "-L",
     "--privilege", "--unprivileged", "--compatible", "--semantic-keep-going", "--skip-badvars", "--vp",
     "--suppress-time-limits", "--dump-probe-types", "--dump-probe-aliases", "--dump-functions",
+    "-t", "-E", "-d", "-P", "--prologue-searching", "-q", "--check-version", "--suppress-handler-errors",
+    "--modinfo",
 })
 PACKED = frozenset({"-I"})  # sent with the request's files
 TARGET = frozenset({"-r", "-a"})  # sent as the request's sysinfo
 LOCAL = frozenset({  # pass 5 or the client's own business: never sent
     "-G", "-T", "-k", "--disable-cache", "--clean-cache", "--use-server", "--trust-servers", "--list-servers",
+    "-F", "-S", "--tmpdir", "--poison-cache", "--download-debuginfo", "--save-uprobes", "--ldd",
+    "--all-modules", "--runtime", "--bpf", "--use-server-on-error", "--rlimit-as", "--rlimit-cpu",
+    "--rlimit-nproc", "--rlimit-stack", "--rlimit-fsize",
 })
 REFUSED = frozenset({"--sign-key", "--sign-module", "--no-sign", "--client-options"})  # the server signs
 MAX_SCRIPT = 16 * 1024 * 1024

@@ -118,6 +118,11 @@ class CodeGenerator:
 
     # ------------------------------------------------------------ helpers
 
+    def cstr(self, text: str) -> str:
+        """A string literal's run-time value: SystemTap's strings are C strings, so a ``\\0``
+        escape ends the literal (``"a\\0b"`` is ``"a"``), and at most MAXSTRINGLEN - 1 bytes."""
+        return text.split("\0", 1)[0][: self.maxstr]
+
     def fresh(self, prefix: str = "_t") -> str:
         self.tmp += 1
         return f"{prefix}{self.tmp}"
@@ -183,7 +188,8 @@ class CodeGenerator:
             g = info.decl
             hist = "None"
             if info.hist is not None:
-                hist = "_Hist(" + ", ".join(repr(x) for x in info.hist) + ")"
+                # the owner lets the runtime fail initialisation for an unusable linear layout
+                hist = "_Hist(" + ", ".join([*(repr(x) for x in info.hist), f"owner={g.name!r}"]) + ")"
             if info.arity:
                 size = "None" if g.size is None else str(g.size)
                 em.line(f"{info.py} = _Map({g.name!r}, {info.arity}, {info.kind!r}, {size}, {bool(g.wrap)},"
@@ -194,7 +200,7 @@ class CodeGenerator:
             else:
                 init: Any = g.init.value if g.init is not None else ("" if info.kind == "string" else 0)
                 if isinstance(init, str):
-                    init = init[: self.maxstr]
+                    init = self.cstr(init)
                 em.line(f"{info.py} = {init!a}")
             table.append(f"{g.name!r}: ({info.py!r}, {info.kind!r}, {info.arity})")
         em.line("_GLOBALS = {" + ", ".join(table) + "}")
@@ -268,7 +274,7 @@ class CodeGenerator:
         em.line("        return f(c, *a)")
         em.line("    except _Next:")
         em.line("        pass")
-        em.line('raise _Err("all functions exhausted")')
+        em.line("raise _Next()")
         em.indent -= 1
         em.line("")
 
@@ -442,10 +448,8 @@ class CodeGenerator:
         elif isinstance(s, A.Next):
             if self.in_function is None:
                 em.line("return")
-            elif id(self.in_function) in self.overloaded:
+            else:  # the next overload, or "all functions exhausted" at the call (see call())
                 em.line("raise _Next()")
-            else:
-                em.line('raise _Err("all functions exhausted")', s.tok)
         elif isinstance(s, A.Break):
             em.line("break")
         elif isinstance(s, A.Continue):
@@ -563,14 +567,16 @@ class CodeGenerator:
                 else:
                     k = self.fresh("_k")
                     em.line(f"{k} = {key}", e.tok)
-                    em.line(f"{ai.py}.set({k}, {self.combine(e, f'{ai.py}.get({k})')})", e.tok)  # type: ignore[union-attr]
+                    # an overflow is reported near the array, as for a plain assignment
+                    em.line(f"{ai.py}.set({k}, {self.combine(e, f'{ai.py}.get({k})')})",  # type: ignore[union-attr]
+                            target.base.tok)
                 return
         if isinstance(e, A.Crement) and isinstance(e.operand, A.ArrayIndex) and self.ginfo(e.operand.base):
             ai = self.ginfo(e.operand.base)
             k = self.fresh("_k")
             fn = "_add" if e.op == "++" else "_sub"
             em.line(f"{k} = {self.key(e.operand.indexes)}", e.tok)
-            em.line(f"{ai.py}.set({k}, {fn}({ai.py}.get({k}), 1))", e.tok)  # type: ignore[union-attr]
+            em.line(f"{ai.py}.set({k}, {fn}({ai.py}.get({k}), 1))", e.operand.base.tok)  # type: ignore[union-attr]
             return
         if isinstance(e, A.Crement) and isinstance(e.operand, A.Symbol):
             info = self.ginfo(e.operand)
@@ -612,8 +618,9 @@ class CodeGenerator:
         if base in _ARITH:
             return f"{_ARITH[base]}({current}, {value})"
         if base in ("/", "%"):
+            # stap names the right-hand side for a zero divisor of ``/=`` and ``%=``
             fn = "_div" if base == "/" else "_mod"
-            return f"{fn}({current}, {value}, {where(e.tok)!r})"
+            return f"{fn}({current}, {value}, {where(e.value.tok)!r})"
         if base in _BITWISE:
             return f"({current} {base} {value})"
         raise CodegenError(f"unsupported assignment operator {op}", e.tok)
@@ -641,7 +648,7 @@ class CodeGenerator:
         if isinstance(e, A.NumberLit):
             return repr(e.value)
         if isinstance(e, A.StringLit):
-            return ascii(e.value[: self.maxstr])
+            return ascii(self.cstr(e.value))
         if isinstance(e, A.Symbol):
             info = self.ginfo(e)
             if info is not None:
@@ -651,7 +658,9 @@ class CodeGenerator:
             if isinstance(e.base, A.HistogramOp):
                 h = e.base
                 idx = self.expr(e.indexes[0])  # type: ignore[arg-type]
-                return f"_hist_bucket({self.stat_ref(h.stat)}, {self.hist_spec(h.stat)}, {idx})"
+                # stap names the histogram operator for "empty aggregate" / "index out of range"
+                loc = where(h.tok)
+                return f"_hist_bucket({self.stat_ref(h.stat)}, {self.hist_spec(h.stat)}, {idx}, {loc!r})"
             info = self.ginfo(e.base)
             if info is None:
                 raise CodegenError("index of a non-global array", e.tok)
@@ -703,7 +712,10 @@ class CodeGenerator:
                 return f"{info.py}.exists_slice({self.key_tuple(e.indexes)})"
             return f"{info.py}.exists({self.key(e.indexes)})"
         if isinstance(e, A.StatOp):
-            return f"_agg({self.stat_ref(e.stat)}, {e.op!r})"
+            if e.op in ("@count", "@sum"):  # never an error: 0 for an empty aggregate
+                return f"_agg({self.stat_ref(e.stat)}, {e.op!r})"
+            # "empty aggregate" is reported near the operator (``operator '@max' at ...``), as stap does
+            return f"_agg({self.stat_ref(e.stat)}, {e.op!r}, {where(e.tok)!r})"
         if isinstance(e, A.TargetSymbol):
             return self.target_symbol(e)
         raise CodegenError(f"unsupported expression {type(e).__name__}", e.tok)
@@ -758,7 +770,7 @@ class CodeGenerator:
                 return f"{info.py}.opset({key}, {_ARITH[base]}, {value})"
             if base in ("/", "%"):
                 fn = "_div" if base == "/" else "_mod"
-                return f"{info.py}.opset({key}, {fn}, {value}, {where(e.tok)!r})"
+                return f"{info.py}.opset({key}, {fn}, {value}, {where(e.value.tok)!r})"
             if base in _BITWISE:
                 return f"{info.py}.bitop({key}, {base!r}, {value})"
             raise CodegenError(f"unsupported assignment operator {e.op}", e.tok)
@@ -792,6 +804,10 @@ class CodeGenerator:
             else:
                 key = tuple(id(r) for r in e.referents)
                 fn = self.overloads.get(key) or self.overloads.setdefault(key, f"ovl_{len(self.overloads)}")
+            if len(e.referents) > 1 or any(_has_next(r) for r in e.referents):
+                # a ``next`` past the last overload is "all functions exhausted", reported at
+                # the call as stap does (c->next checked after the call)
+                return f"_callx({fn}, {where(e.tok)!r}, {', '.join(['c', *args])})"
             return f"{fn}({', '.join(['c', *args])})"
         if e.name in _INLINE_CONTEXT and not args:
             return _INLINE_CONTEXT[e.name]
@@ -829,7 +845,7 @@ class CodeGenerator:
         else:
             parts = [self.to_text(a) for a in e.args]
             if name in ("printd", "printdln", "sprintd", "sprintdln"):
-                sep = ascii(e.delimiter or "")
+                sep = ascii(self.cstr(e.delimiter or ""))
                 text = f"{sep}.join(({', '.join(parts)},))" if parts else '""'
             else:
                 text = " + ".join(parts) if parts else '""'
@@ -838,6 +854,10 @@ class CodeGenerator:
         if name.startswith("s"):
             return f"({text})[:_SL]"
         return f"c.w({text})"
+
+
+def _has_next(fn: A.FunctionDecl) -> bool:
+    return isinstance(fn.body, A.Block) and any(isinstance(n, A.Next) for n in A.walk(fn.body))
 
 
 def _stat_decl(e: A.Expr) -> A.GlobalDecl | None:

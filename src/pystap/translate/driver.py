@@ -21,14 +21,25 @@ from pystap.translate.codegen import CodegenError
 
 # CLI options that change what pass 2-4 produce (everything else is pass 5 or output)
 _KEY_OPTIONS = ("defines", "guru", "unoptimized", "privilege", "compatible", "module", "include",
-                "target_pid", "args")
+                "target_pid", "args", "extra_scripts", "timing", "suppress_handler_errors", "modinfo")
+
+
+def _verbose(o: Any, pass_number: int) -> int:
+    """The verbosity of one pass: ``--vp`` digits plus ``-v`` (``CliOptions.perpass``), else ``-v``."""
+    perpass = getattr(o, "perpass", None)
+    if perpass:
+        return int(perpass[pass_number - 1])
+    return int(getattr(o, "verbose", 0))
 
 
 def build_options(o: Any) -> modbuild.BuildOptions:
     defines = list(getattr(o, "defines", []) or [])
     target = {k: v for k in ("release", "arch") if (v := getattr(o, k, None))}  # -r / -a
+    modinfo = dict(m.partition("=")[::2] for m in getattr(o, "modinfo", []) or [])
     return modbuild.BuildOptions(module_name=getattr(o, "module", None), defines=dict(
-        (d.partition("=")[0], d.partition("=")[2]) for d in defines), **target)
+        (d.partition("=")[0], d.partition("=")[2]) for d in defines),
+        timing=bool(getattr(o, "timing", False)),
+        suppress_handler_errors=bool(getattr(o, "suppress_handler_errors", False)), modinfo=modinfo, **target)
 
 
 def _script_text(o: Any) -> tuple[str, str] | None:
@@ -96,8 +107,10 @@ def try_cached(o: Any, out: TextIO, err: TextIO) -> int | None:
     if hit is None:
         return None
     path, module = hit
-    if getattr(o, "verbose", 0):
-        err.write(f"Pass 3: using cached {path}\nPass 4: using cached {path}\n")
+    if _verbose(o, 3):
+        err.write(f"Pass 3: using cached {path}\n")
+    if _verbose(o, 4):
+        err.write(f"Pass 4: using cached {path}\n")
     return _after_build(o, module, modfile.dump(module), path, out, err, cached=True)
 
 
@@ -108,9 +121,12 @@ def run_later_passes(o: Any, script: Any, out: TextIO, err: TextIO) -> int:
     except (CodegenError, modbuild.BuildError) as exc:
         err.write(f"{exc}\nPass 3: translation failed.  [man error::pass3]\n")
         return 1
-    if getattr(o, "verbose", 0):
+    if _verbose(o, 3):
         err.write(f"Pass 3: translated to module {module.name} ({len(module.probes)} probes,"
                   f" {len(module.code)} bytes of handler code)\n")
+    if getattr(o, "tmpdir_path", None) and not _keep_temporary(Path(o.tmpdir_path), module, data, err):
+        err.write("Pass 3: translation failed.  [man error::pass3]\n")
+        return 1
     if getattr(o, "last_pass", 5) == 3:
         out.write(data.decode("ascii"))
         return 0
@@ -119,6 +135,17 @@ def run_later_passes(o: Any, script: Any, out: TextIO, err: TextIO) -> int:
         err.write("Pass 4: compilation failed.  [man error::pass4]\n")
         return 1
     return _after_build(o, module, data, path, out, err)
+
+
+def _keep_temporary(directory: Path, module: modfile.Module, data: bytes, err: TextIO) -> bool:
+    """``-k`` / ``--tmpdir``: leave pass 3's product (the module text) in the temporary directory,
+    as stap leaves its generated C there."""
+    try:
+        modbuild.write_module(data, directory / modbuild.module_filename(module))
+    except OSError as exc:
+        err.write(f"ERROR: cannot write into temporary directory {directory}: {exc.strerror}\n")
+        return False
+    return True
 
 
 def _place(o: Any, module: modfile.Module, data: bytes, err: TextIO) -> Path | None:
@@ -144,17 +171,17 @@ def _after_build(o: Any, module: modfile.Module, data: bytes, path: Path, out: T
         path = modbuild.write_module(data, Path.cwd() / modbuild.module_filename(module))
         if not _sign(o, path, err):
             return 1
-    if getattr(o, "verbose", 0) and not cached:
+    if _verbose(o, 4) and not cached:
         err.write(f"Pass 4: module written to \"{path}\"\n")
     if getattr(o, "last_pass", 5) == 4:
         out.write(f"{path}\n")
         out.flush()
         return 0
-    if getattr(o, "verbose", 0):
+    if _verbose(o, 5):
         err.write("Pass 5: starting run.\n")
         err.flush()
     rc = run_pass5(o, module, path, out, err)
-    if getattr(o, "verbose", 0) and rc == 0:
+    if _verbose(o, 5) and rc == 0:
         err.write("Pass 5: run completed\n")
     if rc != 0:
         err.write("Pass 5: run failed.  [man error::pass5]\n")
@@ -170,7 +197,7 @@ def _sign(o: Any, path: Path, err: TextIO) -> bool:
     except signature.SignError as exc:
         err.write(f"ERROR: {exc}\nPass 4: compilation failed.  [man error::pass4]\n")
         return False
-    if sgn is not None and getattr(o, "verbose", 0) > 1:
+    if sgn is not None and _verbose(o, 4) > 1:
         err.write(f"Pass 4: signature in \"{sgn}\"\n")
     return True
 
@@ -201,7 +228,7 @@ def run_pass5(o: Any, module: modfile.Module, path: Path, out: TextIO, err: Text
                              target_pid=getattr(o, "target_pid", None),
                              command=getattr(o, "target_cmd", None),
                              timeout=getattr(o, "timeout", None), globals=globals_,
-                             verbose=getattr(o, "verbose", 0))
+                             verbose=_verbose(o, 5))
         if any(p.family not in ("begin", "end", "error", "never", "timer") for p in module.probes):
             from pystap.loader.local import run_as_root  # kernel probes: through a service
 
@@ -215,6 +242,6 @@ def run_pass5(o: Any, module: modfile.Module, path: Path, out: TextIO, err: Text
     req = RunRequest(module=str(path), globals=globals_,
                      output=Path(o.output) if getattr(o, "output", None) else None,
                      command=getattr(o, "target_cmd", None), target_pid=getattr(o, "target_pid", None),
-                     verbose=getattr(o, "verbose", 0),
+                     verbose=_verbose(o, 5),
                      timeout_ms=None if timeout is None else int(timeout * 1000), stdout=out)
     return run(req, err=err)

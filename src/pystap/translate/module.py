@@ -27,7 +27,9 @@ TRANSLATOR_VERSION = "pystap 0.1.0 (codegen 1)"
 _MODULE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 # -D names the runtime understands as limits (SystemTap's names)
 LIMIT_NAMES = ("MAXACTION", "MAXACTION_INTERRUPTIBLE", "MAXNESTING", "MAXSTRINGLEN", "MAXMAPENTRIES",
-               "MAXERRORS", "MAXSKIPPED")
+               "MAXERRORS", "MAXSKIPPED", "HIST_ELISION", "HIST_WIDTH")
+# a negative HIST_ELISION is meaningful: the histogram printer then elides nothing
+_SIGNED_LIMITS = frozenset({"HIST_ELISION"})
 DEFAULT_HZ = 250
 
 
@@ -44,6 +46,9 @@ class BuildOptions:
     release: str = field(default_factory=lambda: os.uname().release)
     arch: str = field(default_factory=platform.machine)
     hz: int = DEFAULT_HZ
+    timing: bool = False  # -t: the runtime times handlers and prints the probe hit report
+    suppress_handler_errors: bool = False  # --suppress-handler-errors
+    modinfo: dict[str, str] = field(default_factory=dict)  # --modinfo NAME=VALUE (metadata only)
 
 
 def _option(options: Any, name: str, default: Any) -> Any:
@@ -71,7 +76,7 @@ def parse_defines(defines: Mapping[str, str] | list[str]) -> tuple[dict[str, int
                 limits[name] = int(value, 0)
             except ValueError:
                 raise BuildError(f"-D {name}={value}: the value must be an integer") from None
-            if limits[name] < 0:
+            if limits[name] < 0 and name not in _SIGNED_LIMITS:
                 raise BuildError(f"-D {name}={value}: the value must not be negative")
         else:
             other[name] = value
@@ -140,6 +145,15 @@ def build(elaborated: A.ElaboratedScript, options: Any = None) -> tuple[modfile.
     }
     if macros:
         mod_options["defines"] = dict(sorted(macros.items()))
+    # run-time switches the translator compiles in, as SystemTap does (absent unless asked for)
+    if _option(options, "timing", False):
+        from pystap.translate.hitreport import probe_labels
+
+        mod_options["timing"] = probe_labels(elaborated, [p for p, *_ in generated.probes])
+    if _option(options, "suppress_handler_errors", False):
+        mod_options["suppress_handler_errors"] = True
+    if _option(options, "modinfo", None):
+        mod_options["modinfo"] = dict(sorted(_option(options, "modinfo", {}).items()))
     requested = _option(options, "module_name", None)
     if requested is not None and not _MODULE_NAME.match(requested):
         raise BuildError(f"invalid module name '{requested}': use letters, digits and '_' (at most 64)")
