@@ -8,7 +8,6 @@ stand-in kernel tree built per test session.
 
 from __future__ import annotations
 
-import gzip
 import io
 import json
 import os
@@ -22,6 +21,7 @@ import pytest
 
 # the setpriv + pystapd harness (tests/cli is on sys.path, as for every rootdir-less test directory)
 import test_stap_unprivileged as unprivileged
+from tests.stap_peer import stand_in_kernel_tree
 
 from pystap.cli import stap as cli
 from pystap.cli.stap import main
@@ -506,18 +506,7 @@ def test_an_rlimit_the_kernel_refuses_is_reported_and_the_run_goes_on(tmp_path: 
 @pytest.fixture(scope="session")
 def kernel_tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A stand-in kernel build tree: enough for Debian's stap to run passes 1-3."""
-    tree = tmp_path_factory.mktemp("kernel")
-    (tree / "include" / "config").mkdir(parents=True)
-    try:
-        with gzip.open("/proc/config.gz") as f:
-            (tree / ".config").write_bytes(f.read())
-    except OSError:
-        (tree / ".config").write_bytes(b"")
-    release = os.uname().release
-    (tree / "Makefile").write_text(f"KERNELRELEASE={release}\n")
-    (tree / "include" / "config" / "kernel.release").write_text(release + "\n")
-    (tree / "Module.symvers").write_text("")
-    return tree
+    return stand_in_kernel_tree(tmp_path_factory.mktemp("kernel") / "tree")
 
 
 def _stap(tree: Path, *argv: str) -> tuple[int, str, str]:

@@ -8,8 +8,6 @@ the recorded answers cannot silently drift from the real translator.
 
 from __future__ import annotations
 
-import gzip
-import os
 import re
 import shutil
 import subprocess
@@ -18,6 +16,7 @@ from pathlib import Path
 
 import pytest
 from parse_corpus import CASES, OK, STAP_CRASHES  # tests/lang is on sys.path (rootdir-less test dirs)
+from tests.stap_peer import stand_in_kernel_tree
 
 from pystap.lang.context import ParseContext
 from pystap.lang.diagnostics import ParseErrors
@@ -29,18 +28,7 @@ SAMPLE = [c for i, c in enumerate(CASES) if i % 6 == 0 and c[0] not in STAP_CRAS
 
 
 def _tree(tmp: Path) -> Path:
-    tree = tmp / "k"
-    (tree / "include" / "config").mkdir(parents=True)
-    try:
-        with gzip.open("/proc/config.gz") as f:
-            (tree / ".config").write_bytes(f.read())
-    except OSError:
-        (tree / ".config").write_bytes(b"")
-    release = os.uname().release
-    (tree / "Makefile").write_text(f"KERNELRELEASE={release}\n")
-    (tree / "include" / "config" / "kernel.release").write_text(release + "\n")
-    (tree / "Module.symvers").write_text("")
-    return tree
+    return stand_in_kernel_tree(tmp / "k")
 
 
 def _stap_answer(tree: Path, src: str, args: list[str], guru: bool) -> object:

@@ -40,6 +40,7 @@ import bisect
 import fnmatch
 import os
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -380,43 +381,34 @@ def _function_entries(q: Query, spec: Spec, *, statement: bool) -> list[Site]:
     covered: set[int] = set()  # addresses that have a DWARF function (the symbol pass skips them)
     ix = q.index
     if ix is not None:
-        for unit_offset in ix.units_naming(spec.units):
-            unit = ix.unit(unit_offset)
-            files = None
-            if spec.kind != "alone":
-                files = {f for f in unit.source_files() if srcfile_matches(spec.file, f)}
-                if not files:
+        for _unit, s, files in _named_scopes(ix, spec):
+            if not s.inline:
+                covered.add(s.entry)
+            if files is not None and s.decl_file and s.decl_file not in files:
+                continue
+            if s.inline:
+                if q.is_return and not statement:
+                    q.inlined_non_returnable.add(s.name)
+                if no_inline and not statement:
                     continue
-            for s in unit.scopes:
-                if not (spec.matches(s.name) or (s.linkage and spec.matches(s.linkage))):
+                key = (s.entry, s.decl_line, s.name, s.decl_file)
+                if key in seen_inlines:
                     continue
-                if not s.inline:
-                    covered.add(s.entry)
-                if files is not None and s.decl_file and s.decl_file not in files:
-                    continue
-                if s.inline:
-                    if q.is_return and not statement:
-                        q.inlined_non_returnable.add(s.name)
-                    if no_inline and not statement:
-                        continue
-                    key = (s.entry, s.decl_line, s.name, s.decl_file)
-                    if key in seen_inlines:
-                        continue
-                    seen_inlines.add(key)
-                    shown = canonical(s.name, s.decl_file, s.decl_line)
-                    sites.append(Site(s.entry, f"{q.prefix}.{kind}({quote(shown)}){q.suffix()}", s.name,
-                                      why=NO_LOCATIONS))
-                    continue
-                if want_inline and not statement:
-                    continue
-                if s.entry in seen_entries or q.partial(s.entry):
-                    continue
-                if "exported" in names and not q.info.exported(s.linkage or s.name):
-                    continue
-                seen_entries.add(s.entry)
+                seen_inlines.add(key)
                 shown = canonical(s.name, s.decl_file, s.decl_line)
                 sites.append(Site(s.entry, f"{q.prefix}.{kind}({quote(shown)}){q.suffix()}", s.name,
-                                  scope=s, why=NO_LOCATIONS))
+                                  why=NO_LOCATIONS))
+                continue
+            if want_inline and not statement:
+                continue
+            if s.entry in seen_entries or q.partial(s.entry):
+                continue
+            if "exported" in names and not q.info.exported(s.linkage or s.name):
+                continue
+            seen_entries.add(s.entry)
+            shown = canonical(s.name, s.decl_file, s.decl_line)
+            sites.append(Site(s.entry, f"{q.prefix}.{kind}({quote(shown)}){q.suffix()}", s.name,
+                              scope=s, why=NO_LOCATIONS))
     if spec.kind == "alone" and not want_inline:
         for sym in q.info.symbols if spec.wild else q.info.named(spec.function):
             if sym.vaddr in covered or sym.vaddr in seen_entries or not spec.matches(sym.name):
@@ -479,6 +471,18 @@ def _filtered_scopes(q: Query, spec: Spec) -> list[tuple[Unit, Scope, set[str] |
     if ix is None:
         return []
     out = []
+    for unit, s, files in _named_scopes(ix, spec):
+        if files is not None and s.decl_file and s.decl_file not in files:
+            continue
+        if not s.inline and q.partial(s.entry):
+            continue
+        out.append((unit, s, files))
+    return out
+
+
+def _named_scopes(ix: Any, spec: Spec) -> Iterator[tuple[Unit, Scope, set[str] | None]]:
+    """Functions and inlined instances whose name (or linkage name) the spec matches, in units
+    that have a source file matching the spec's file part, with those files (None: no file part)."""
     for unit_offset in ix.units_naming(spec.units):
         unit = ix.unit(unit_offset)
         files = None
@@ -488,12 +492,7 @@ def _filtered_scopes(q: Query, spec: Spec) -> list[tuple[Unit, Scope, set[str] |
                 continue
         for s in unit.scopes:
             if spec.matches(s.name) or (s.linkage and spec.matches(s.linkage)):
-                if files is not None and s.decl_file and s.decl_file not in files:
-                    continue
-                if not s.inline and q.partial(s.entry):
-                    continue
-                out.append((unit, s, files))
-    return out
+                yield unit, s, files
 
 
 def _labels(q: Query, spec: Spec, label: str) -> list[Site]:
