@@ -294,3 +294,16 @@ def test_script_text_of_e_is_bytes_as_stap_reads_it() -> None:
     rc, out, _ = run("--no-sign", "-e", 'probe begin { println(strlen("é"), " ", "é"); exit() }')
     assert rc == 0
     assert out.encode("latin-1") == "2 é\n".encode()  # in-process output carries the bytes as latin-1
+
+
+def test_a_warning_text_is_printed_once_with_stap_closing_count() -> None:
+    """As stap 4.8: the second 'Eliding side-effect-free expression' is held back and counted."""
+    rc, _, err = run("-p2", "-e", "probe begin { 5; 6; println(1) }")
+    assert rc == 0
+    assert err == ("WARNING: Eliding side-effect-free expression : number '5' at <input>:1:15\n"
+                   " source: probe begin { 5; 6; println(1) }\n"
+                   "                       ^\n"
+                   "Number of similar warning messages suppressed: 1.\n"
+                   "Rerun with -v to see them.\n")
+    rc, _, err = run("-p2", "-v", "-e", "probe begin { 5; 6; println(1) }")
+    assert err.count("WARNING: Eliding side-effect-free expression") == 2 and "suppressed" not in err

@@ -363,6 +363,7 @@ class CliOptions:
         self.keep_tmpdir = False  # -k
         self.tmpdir: str | None = None  # --tmpdir=NAME
         self.tmpdir_path: str | None = None  # the temporary directory in use (-k / --tmpdir)
+        self.reporter: Any = None  # the run's Reporter, for the closing message counts
         self.download_debuginfo: str | None = None
         self.rlimits: dict[str, int] = {}  # --rlimit-*: resource name -> limit
         self.unsupported: list[str] = []  # SystemTap options pystap refuses, as spelled
@@ -642,10 +643,14 @@ def make_tmpdir(o: CliOptions) -> str | None:
 class Reporter:
     """Renders errors and warnings as ``stap`` does, with source lines."""
 
-    def __init__(self, err: TextIO, sources: dict[str, str]) -> None:
+    def __init__(self, err: TextIO, sources: dict[str, str], verbose: bool = False) -> None:
         self.err = err
         self.sources = sources
         self.files_named: set[str] = set()
+        self.verbose = verbose
+        self.warnings_seen: set[str] = set()
+        self.warnings_suppressed = 0
+        self.summarized = False
 
     def _elide_files(self, text: str, toks: list[Any]) -> str:
         """stap names a file in a token's location only the first time; later ones read ``at :L:C``.
@@ -684,7 +689,25 @@ class Reporter:
         summary = isinstance(e, ParseErrors) or getattr(e, "kind", "") == "input"
         self.err.write(text.rstrip("\n") + ("\n" if summary else "\n\n"))
 
+    def summary(self, errors_suppressed: int = 0) -> None:
+        """stap's closing count of the messages it printed once (only the first time)."""
+        if self.summarized:
+            return
+        self.summarized = True
+        if errors_suppressed:
+            self.err.write(f"Number of similar error messages suppressed: {errors_suppressed}.\n")
+        if self.warnings_suppressed:
+            self.err.write(f"Number of similar warning messages suppressed: {self.warnings_suppressed}.\n")
+        if errors_suppressed or self.warnings_suppressed:
+            self.err.write("Rerun with -v to see them.\n")
+
     def warning(self, w: Any) -> None:
+        # like stap, a warning with the same text is printed once (all of them with -v)
+        if not self.verbose:
+            if w.message in self.warnings_seen:
+                self.warnings_suppressed += 1
+                return
+            self.warnings_seen.add(w.message)
         self.err.write(self._elide_files(w.render(), [w.tok]) + "\n")
         tok = w.tok
         if tok is not None and tok.loc.file in self.sources:
@@ -853,21 +876,18 @@ def run_pass2(o: CliOptions, p1: Pass1Result, rep: Reporter) -> Any:
 
     files = p1.user_files + p1.library
     script = elaborate(files, elab_options(o))
-    suppressed = check_version(o, p1, script, rep)
+    check_version(o, p1, script, rep)
     for w in script.warnings:
         rep.warning(w)
-    if suppressed:
-        rep.err.write(f"Number of similar warning messages suppressed: {suppressed}.\n"
-                      "Rerun with -v to see them.\n")
     return script
 
 
-def check_version(o: CliOptions, p1: Pass1Result, script: Any, rep: Reporter) -> int:
+def check_version(o: CliOptions, p1: Pass1Result, script: Any, rep: Reporter) -> None:
     """``--check-version``: print SystemTap's version-dependence warnings (see
-    :mod:`pystap.lang.versioncheck`); each text once unless ``-v``.  Returns how many repeats
-    were held back; with ``-W`` they are errors and pass 2 fails."""
+    :mod:`pystap.lang.versioncheck`); each text once unless pass 2 is verbose.  With ``-W``
+    they are errors and pass 2 fails."""
     if not o.check_version or o.no_warnings:
-        return 0
+        return
     from pystap.lang.diagnostics import SemanticError
     from pystap.lang.elaborate import ElaborationError
     from pystap.lang.versioncheck import version_warnings
@@ -876,15 +896,8 @@ def check_version(o: CliOptions, p1: Pass1Result, script: Any, rep: Reporter) ->
     if o.warnings_as_errors and warnings:
         errors = [SemanticError(f"{w.message} (warning treated as error)", w.tok) for w in warnings]
         raise ElaborationError(errors, [])
-    seen: set[str] = set()  # stap's duplicate check is on the message alone, not the place
-    suppressed = 0
     for w in warnings:
-        if w.message in seen and not o.perpass[1]:
-            suppressed += 1
-            continue
-        seen.add(w.message)
-        rep.warning(w)
-    return suppressed
+        rep.warning(w)  # printed once per text (the Reporter's duplicate check)
 
 
 # -- passes 3-5: the dispatch point ---------------------------------------------------------------
@@ -1169,6 +1182,9 @@ def _main(argv: list[str], stdin: TextIO, out: TextIO, err: TextIO) -> int:
         if rc != 0 and o.auto_messages:  # why this run was checked at a lower level (see select_privilege)
             err.write("".join(m + "\n" for m in o.auto_messages))
     finally:  # stap says so at its clean-up, whatever happened
+        rep = getattr(o, "reporter", None)
+        if rep is not None:
+            rep.summary()
         if o.keep_tmpdir and o.tmpdir is None and o.tmpdir_path is not None:
             err.write(f'Keeping temporary directory "{o.tmpdir_path}"\n')
     return rc
@@ -1232,7 +1248,8 @@ def _run(o: CliOptions, argv: list[str], stdin: TextIO, out: TextIO, err: TextIO
         _prepare(o, err)
     if o.sign_module is not None:
         return sign_existing_module(o, out, err)
-    rep = Reporter(err, {})
+    rep = Reporter(err, {}, verbose=o.perpass[1] > 0)  # stap's duplicate check follows pass 2's -v
+    o.reporter = rep  # the closing message counts are printed by _main, after every pass
     if o.dump is not None:
         return _guard(lambda: dump_info(o, out, stdin, rep), rep, err)
     if o.list_probes is not None:
@@ -1316,8 +1333,7 @@ def _pass2_failed(o: CliOptions, e: Any, rep: Reporter, err: TextIO) -> int:
         seen.add(key)
         rep.error(x)
     err.write("Pass 2: analysis failed.  [man error::pass2]\n")
-    if suppressed:
-        err.write(f"Number of similar error messages suppressed: {suppressed}.\nRerun with -v to see them.\n")
+    rep.summary(suppressed)
     return 1
 
 
