@@ -145,7 +145,12 @@ class Resolver:
         try:
             self._walk(self.root, pp, list(pp.components), 0, body, cond, derivation, depth, chain, results)
         except _Passthrough as p:
-            raise p.error from None
+            # an alias of this point failed: after the alias's own errors stap names the point
+            # written here and concludes "no match" (so --semantic-keep-going lists this line)
+            first = pp.components[0].tok if pp.components else pp.tok
+            here = SemanticError("while resolving probe point", first, [SemanticError("no match")])
+            err = p.error
+            raise SemanticError(err.message, err.tok, [*err.chain, here]) from None
         except _Wrapped as w:
             first = pp.components[0].tok if pp.components else pp.tok
             raise SemanticError("while resolving probe point", first, [w.error]) from None
