@@ -307,3 +307,12 @@ def test_a_warning_text_is_printed_once_with_stap_closing_count() -> None:
                    "Rerun with -v to see them.\n")
     rc, _, err = run("-p2", "-v", "-e", "probe begin { 5; 6; println(1) }")
     assert err.count("WARNING: Eliding side-effect-free expression") == 2 and "suppressed" not in err
+
+
+def test_a_tmpdir_where_nothing_can_be_made_fails_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """As stap (parseko/cmdline06): its temporary directory is made at start-up, for every pass."""
+    monkeypatch.setenv("TMPDIR", "/dev/null/BADTMPDIR")
+    rc, out, err = run("-p1", "-e", "probe begin { exit() }")
+    assert (rc, out) == (1, "")
+    assert re.fullmatch(r'cannot create temporary directory \(" /dev/null/BADTMPDIR/stap[0-9a-f]{6} "\): '
+                        r"Not a directory\n", err), err

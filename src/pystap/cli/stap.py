@@ -622,19 +622,30 @@ def apply_rlimits(o: CliOptions, err: TextIO) -> None:
 def make_tmpdir(o: CliOptions) -> str | None:
     """The temporary directory of this run: ``--tmpdir`` as given (it must exist), else with
     ``-k`` a new ``stapXXXXXX`` under ``TMPDIR``; ``None`` when temporaries are not kept
-    (pystap writes none then)."""
+    (pystap writes none then, but checks, as stap does, that one can be made)."""
     if o.tmpdir is not None:
         if not os.path.isdir(o.tmpdir):
             raise OptionError(f"ERROR: {o.tmpdir} is an invalid directory for --tmpdir")
         return o.tmpdir
-    if o.keep_tmpdir:
-        import tempfile
+    # stap makes its temporary directory at start-up, for every pass: a TMPDIR where none can be
+    # made fails the run at once (parseko/cmdline06), with its message; kept only with -k
+    import secrets
+    import tempfile
 
-        try:  # TMPDIR read now, as stap reads it (tempfile remembers the first one it saw)
-            return tempfile.mkdtemp(prefix="stap", dir=os.environ.get("TMPDIR") or None)
+    base = os.environ.get("TMPDIR") or tempfile.gettempdir()
+    for _attempt in range(8):
+        path = os.path.join(base, "stap" + secrets.token_hex(3))
+        try:
+            os.mkdir(path, 0o700)
+        except FileExistsError:
+            continue
         except OSError as exc:
-            raise OptionError(f"ERROR: cannot create a temporary directory: {exc.strerror}") from None
-    return None
+            raise OptionError(f'cannot create temporary directory (" {path} "): {exc.strerror}') from None
+        if o.keep_tmpdir:
+            return path
+        os.rmdir(path)
+        return None
+    raise OptionError(f'cannot create temporary directory (" {path} "): File exists')
 
 
 # -- diagnostics ----------------------------------------------------------------------------
