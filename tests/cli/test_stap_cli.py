@@ -316,3 +316,32 @@ def test_a_tmpdir_where_nothing_can_be_made_fails_at_once(monkeypatch: pytest.Mo
     assert (rc, out) == (1, "")
     assert re.fullmatch(r'cannot create temporary directory \(" /dev/null/BADTMPDIR/stap[0-9a-f]{6} "\): '
                         r"Not a directory\n", err), err
+
+
+def test_p2_result_cache_keys_on_translator_input_environment(tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """A cached -p2 answer is not replayed once an environment variable that is translator input
+    is set: the run is checked again (here: refused below stapdev)."""
+    from pystap.lang import elabcache
+    from pystap.policy.environment import INPUT_VARIABLES, XDG_DATA_DIRS
+
+    assert set(elabcache._INPUT_ENV) == {v.name for v in INPUT_VARIABLES} | {XDG_DATA_DIRS}
+    script = tmp_path / "s.stp"
+    script.write_text("probe begin { println(1) }\n")
+    args = ("-p2", "--privilege=stapusr", str(script))
+    assert run(*args)[0] == 0
+    assert run(*args)[0] == 0  # now answered from the cache
+    monkeypatch.setenv("PYSTAP_TAPSET", str(tmp_path))
+    rc, _, err = run(*args)
+    assert rc == 1 and "PYSTAP_TAPSET" in err
+
+
+def test_environment_tapset_directory_is_read_at_stapdev(tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """PYSTAP_TAPSET (SystemTap's SYSTEMTAP_TAPSET): its macros and functions are library input
+    (systemtap.pass1-4 macros09 does this with a .stpm file)."""
+    (tmp_path / "m.stpm").write_text("@define __seven %( 7 %)\n")
+    (tmp_path / "f.stp").write_text("function env_fn() { return 35 }\n")
+    monkeypatch.setenv("PYSTAP_TAPSET", str(tmp_path))
+    rc, out, err = run("--no-sign", "-e", "probe begin { println(@__seven + env_fn()); exit() }")
+    assert (rc, out, err) == (0, "42\n", "")

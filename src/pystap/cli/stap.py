@@ -1213,6 +1213,21 @@ def _prepare(o: CliOptions, err: TextIO) -> None:
         err.write(MSG_DEBUGINFO + "\n")
 
 
+def _add_environment_tapsets(o: CliOptions) -> None:
+    """``PYSTAP_TAPSET`` and ``XDG_DATA_DIRS``' ``pystap/tapset`` directories (SystemTap's
+    ``SYSTEMTAP_TAPSET``): searched before the ``-I`` directories.  The environment check has
+    passed, so they are only ever used at stapdev (below, ``tapset_dirs`` returns none); their
+    ``.stpm`` macros and ``.stp`` files then reach every pass and every cache key, as ``-I``
+    directories do.  Never for a compile server's translator: its environment is its own."""
+    if o.client_options:
+        return
+    from pystap.policy.environment import tapset_dirs
+    from pystap.privilege import Level
+
+    extra = [str(d) for d in tapset_dirs(os.environ, Level(o.privilege))]
+    o.include = [*extra, *(d for d in o.include if d not in extra)]
+
+
 def _run(o: CliOptions, argv: list[str], stdin: TextIO, out: TextIO, err: TextIO) -> int:
     if o.help:
         out.write(USAGE.format(version=VERSION, compat=STAP_COMPAT))
@@ -1255,6 +1270,7 @@ def _run(o: CliOptions, argv: list[str], stdin: TextIO, out: TextIO, err: TextIO
         for p in problems:
             err.write(p + "\n")
         return 1
+    _add_environment_tapsets(o)
     if o.client_options:
         _prepare(o, err)
     if o.sign_module is not None:

@@ -70,6 +70,11 @@ def _tapset_dirs(include: list[str]) -> list[str]:
     return [os.path.join(_pkg_root(), "tapset"), *include]
 
 
+# PYSTAP_TAPSET, PYSTAP_RUNTIME, PYSTAP_DEBUGINFO_PATH (pystap.policy.environment.INPUT_VARIABLES,
+# named here so that a cache hit does not import the policy tables) and XDG_DATA_DIRS
+_INPUT_ENV = ("PYSTAP_TAPSET", "PYSTAP_RUNTIME", "PYSTAP_DEBUGINFO_PATH", "XDG_DATA_DIRS")
+
+
 def cache_key(argv: list[str], script_file: str | None, include: list[str]) -> str | None:
     """The key of a ``-p2`` run, or ``None`` when an input cannot be read."""
     h = hashlib.sha256()
@@ -79,6 +84,10 @@ def cache_key(argv: list[str], script_file: str | None, include: list[str]) -> s
     h.update(f"{uname.release}\0{uname.machine}\0".encode())
     h.update(json.dumps(argv).encode())
     h.update(os.getcwd().encode("utf-8", "surrogateescape") + b"\0")
+    # what else decides the answer: the caller's credentials (the privilege level pass 2 selects
+    # for them) and the environment variables that are translator input (refused below stapdev)
+    h.update(json.dumps([os.geteuid(), os.getegid(), sorted(os.getgroups())]).encode())
+    h.update(json.dumps({k: os.environ.get(k) for k in _INPUT_ENV}, sort_keys=True).encode())
     if script_file is not None:
         # never open a pipe or device here: opening a FIFO would let a writer's data
         # go to this descriptor instead of the parser
