@@ -434,6 +434,27 @@ def _runtime(o: CliOptions, value: str) -> None:
     o.runtime = value
 
 
+# Options that only set a flag, store their value, or add their value to a list (the rest,
+# which check or combine, are spelled out in parse_args).
+_FLAGS = {
+    "-g": "guru", "-u": "unoptimized", "-w": "no_warnings", "-W": "warnings_as_errors",
+    "-t": "timing", "--suppress-handler-errors": "suppress_handler_errors",
+    "--check-version": "check_version", "--semantic-keep-going": "keep_going",
+    "--disable-cache": "disable_cache", "--poison-cache": "poison_cache", "--no-sign": "no_sign",
+    "-k": "keep_tmpdir",
+}
+_VALUES = {
+    "-c": "target_cmd", "-o": "output", "-m": "module", "--compatible": "compatible",
+    "--sign-key": "sign_key", "--sign-module": "sign_module", "-r": "release", "-a": "arch",
+    "--trust-servers": "trust_servers", "--list-servers": "list_servers", "--tmpdir": "tmpdir",
+    "--download-debuginfo": "download_debuginfo",
+}
+_APPENDS = {
+    "-E": "extra_scripts", "-I": "include", "-D": "defines", "-G": "set_globals",
+    "--use-server": "use_server", "-d": "unwind_objects", "--modinfo": "modinfo",
+}
+
+
 def parse_args(argv: Sequence[str]) -> CliOptions:
     try:
         pairs, rest = getopt.getopt(_optional_values(list(argv)), _SHORT, _LONG)
@@ -448,6 +469,12 @@ def parse_args(argv: Sequence[str]) -> CliOptions:
             if name == "--use-server-on-error" and value == "no":
                 continue  # the default: nothing to refuse
             o.unsupported.append(name)
+        elif name in _FLAGS:
+            setattr(o, _FLAGS[name], True)
+        elif name in _VALUES:
+            setattr(o, _VALUES[name], value)
+        elif name in _APPENDS:
+            getattr(o, _APPENDS[name]).append(value)
         elif name in ("-h", "--help"):
             o.help = True
         elif name in ("-V", "--version"):
@@ -465,94 +492,32 @@ def parse_args(argv: Sequence[str]) -> CliOptions:
             if o.script is not None:
                 raise UsageError("Only one script can be given on the command line.")
             o.script = value
-        elif name == "-E":
-            o.extra_scripts.append(value)
-        elif name == "-I":
-            o.include.append(value)
-        elif name == "-D":
-            o.defines.append(value)
-        elif name == "-g":
-            o.guru = True
-        elif name == "-u":
-            o.unoptimized = True
-        elif name == "-w":
-            o.no_warnings = True
-        elif name == "-W":
-            o.warnings_as_errors = True
-        elif name == "-t":
-            o.timing = True
-        elif name == "--suppress-handler-errors":
-            o.suppress_handler_errors = True
-        elif name == "--check-version":
-            o.check_version = True
-        elif name == "-c":
-            o.target_cmd = value
         elif name == "-x":
             try:
                 o.target_pid = int(value, 10)
             except ValueError:
                 raise UsageError(f"Invalid target process ID number '{value}'.") from None
-        elif name == "-o":
-            o.output = value
-        elif name == "-m":
-            o.module = value
         elif name == "-T":
             try:
                 o.timeout = float(value)
             except ValueError:
                 raise UsageError(f"Invalid timeout '{value}'.") from None
-        elif name == "-G":
-            o.set_globals.append(value)
         elif name in ("-l", "-L"):
             o.list_probes = value
             o.list_vars = name == "-L"
             o.last_pass = 2
-        elif name == "--compatible":
-            o.compatible = value
-        elif name == "--semantic-keep-going":
-            o.keep_going = True
         elif name in ("--dump-probe-types", "--dump-probe-aliases", "--dump-functions"):
             o.dump = name[2:]
-        elif name == "--disable-cache":
-            o.disable_cache = True
-        elif name == "--poison-cache":
-            o.poison_cache = True
-        elif name == "--sign-key":
-            o.sign_key = value
-        elif name == "--sign-module":
-            o.sign_module = value
-        elif name == "--no-sign":
-            o.no_sign = True
-        elif name == "-r":
-            o.release = value
-        elif name == "-a":
-            o.arch = value
         elif name == "--client-options":
             if not o.client_options:
                 o.client_options = True
                 o.client_split = len(o.raw) - 1
-        elif name == "--use-server":
-            o.use_server.append(value)
-        elif name == "--trust-servers":
-            o.trust_servers = value
-        elif name == "--list-servers":
-            o.list_servers = value
         elif name == "--runtime":
             _runtime(o, value)
         elif name == "--bpf":
             o.runtime = "bpf"
         elif name == "--dyninst":
             raise OptionError(MSG_DYNINST)
-        elif name == "-d":
-            o.unwind_objects.append(value)
-        elif name == "--modinfo":
-            o.modinfo.append(value)
-        elif name == "-k":
-            o.keep_tmpdir = True
-        elif name == "--tmpdir":
-            o.tmpdir = value
-        elif name == "--download-debuginfo":
-            o.download_debuginfo = value
         elif name.startswith("--rlimit-"):
             _rlimit(o, name.removeprefix("--rlimit-"), value)
         # accepted without effect here (docs/cli.md says why): -b -s -q -P --prologue-searching
