@@ -254,7 +254,9 @@ def test_hostile_binaries_are_refused(session: KernelSession, target: Path, tmp_
     assert "probe #12:" in problems and "probe #13:" in problems
 
 
-def test_uprobe_with_pid_target_sees_only_that_process(session: KernelSession, target: Path) -> None:
+def _pid_target_run(session: KernelSession, target: Path) -> tuple[Any, int]:
+    """A uprobe on ``add`` bound to one process (3 calls) while another process runs the same
+    binary (5 calls); returns the session's reader and the bound process's pid."""
     (entry,) = entries_for(target, "process.function", {"process": str(target), "function": "add",
                                                         "_names": ["process", "function"]})
     mine = subprocess.Popen([str(target), "3", "w"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
@@ -266,8 +268,13 @@ def test_uprobe_with_pid_target_sees_only_that_process(session: KernelSession, t
     finally:
         mine.kill() if mine.poll() is None else None
         mine.wait()
+    return reader, mine.pid
+
+
+def test_uprobe_with_pid_target_sees_only_that_process(session: KernelSession, target: Path) -> None:
+    reader, mine_pid = _pid_target_run(session, target)
     events = collect(reader, 3, timeout=1.0)
-    assert [(e["_pid"], e["arg2"]) for _, e in events] == [(mine.pid, 0), (mine.pid, 1), (mine.pid, 2)]
+    assert [(e["_pid"], e["arg2"]) for _, e in events] == [(mine_pid, 0), (mine_pid, 1), (mine_pid, 2)]
 
 
 def test_unprobeable_instruction_is_reported_per_event(session: KernelSession, target: Path) -> None:
@@ -361,18 +368,8 @@ def test_encoded_rows_filter_a_pid_target_in_the_reader(session: KernelSession, 
     """The daemon's path: a pid-target uprobe travels as packed rows, other processes filtered out."""
     from pystap import eventwire
 
-    (entry,) = entries_for(target, "process.function", {"process": str(target), "function": "add",
-                                                        "_names": ["process", "function"]})
-    mine = subprocess.Popen([str(target), "3", "w"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-    try:
-        entry["params"].update({"target": "pid", "pid": mine.pid})
-        reader = session.install([entry])
-        run_target(target, "5")  # another process running the same binary
-        assert mine.communicate("go\n", timeout=10)[0] == "3\n"
-    finally:
-        mine.kill() if mine.poll() is None else None
-        mine.wait()
+    reader, mine_pid = _pid_target_run(session, target)
     items, events = collect_encoded(reader, 3, timeout=1.0)
     assert items and all(isinstance(i, eventwire.Rows) for i in items)
     assert [(p, f["pid"], f["tid"], f["$arg2"], f["comm"]) for p, f in events] == [
-        (1, mine.pid, mine.pid, n, "target") for n in range(3)]
+        (1, mine_pid, mine_pid, n, "target") for n in range(3)]

@@ -940,7 +940,8 @@ def list_probes(o: CliOptions, stdin: TextIO, out: TextIO, rep: Reporter) -> int
 def _listed_type(p: Any, name: str) -> str:
     """The type ``-L`` shows for a target variable: its C type where debug info gave one
     (``$argv:char**``, as stap prints it), else the script type."""
-    ctype = p.params.get("_ctypes", {}).get(name) if isinstance(p.params.get("_ctypes"), dict) else None
+    ctypes = p.params.get("_ctypes")
+    ctype = ctypes.get(name) if isinstance(ctypes, dict) else None
     if ctype:
         return str(ctype)
     return (p.context_vars.get(name) or p.provided.get(name)).value

@@ -509,13 +509,12 @@ class Daemon:
             signer_store=self.config.signer_store,
         )
         limit = self.config.limits.max_kernel_probes
-        if outcome.decision.allowed and outcome.module is not None and peer.uid != 0 \
-                and len(outcome.module.kernel_probes) > limit:
+        count = len(outcome.module.kernel_probes) if outcome.module is not None else 0
+        if outcome.decision.allowed and peer.uid != 0 and count > limit:
             # every kernel probe is a tracefs definition and perf events per CPU and process
             # that the daemon creates as root: a module may not ask for unbounded amounts
-            message = (f"ERROR: The module {received.module_path} declares "
-                       f"{len(outcome.module.kernel_probes)} kernel probes; this pystapd allows "
-                       f"at most {limit} per session (limits.max_kernel_probes).")
+            message = (f"ERROR: The module {received.module_path} declares {count} kernel probes; "
+                       f"this pystapd allows at most {limit} per session (limits.max_kernel_probes).")
             outcome = replace(outcome, decision=Decision(False, PR_NONE, "limit", (message,)))
         return outcome
 
